@@ -1,0 +1,156 @@
+/**
+ * The gateway's one error type and the one place that turns a reason code into a response.
+ * Pure. No I/O. Messages never carry token text, kids or claim values: the reason code is the detail.
+ */
+
+/** Why a request was refused or failed. Stable: these codes appear in logs and dashboards. */
+export type ReasonCode =
+  // the request itself
+  | 'missing_token'
+  | 'malformed_request'
+  // the token
+  | 'malformed_token'
+  | 'token_too_large'
+  | 'alg_not_allowed'
+  | 'unknown_kid'
+  | 'jwks_unavailable'
+  | 'bad_signature'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'bad_issuer'
+  | 'bad_audience'
+  | 'bad_typ'
+  | 'bad_claims'
+  | 'verify_error'
+  // the gateway and the origin
+  | 'config_invalid'
+  | 'origin_unreachable'
+  | 'origin_timeout'
+  | 'internal_error'
+
+export class GatewayError extends Error {
+  readonly code: ReasonCode
+  /** Operator-facing detail for the log line; never sent to the client unless the code says so. */
+  readonly detail: string | undefined
+
+  constructor(code: ReasonCode, detail?: string) {
+    super(code)
+    this.name = 'GatewayError'
+    this.code = code
+    this.detail = detail
+  }
+}
+
+interface Answer {
+  status: number
+  /** RFC 6750 error attribute; undefined means a challenge without one (RFC 6750 §3.1). */
+  oauthError?: 'invalid_request' | 'invalid_token' | 'insufficient_scope'
+  /** The JSON body's `error` when there is no OAuth error code. */
+  bodyError?: string
+  description: string
+  challenge: boolean
+}
+
+const INVALID_TOKEN: Answer = {
+  status: 401,
+  oauthError: 'invalid_token',
+  description: 'The access token is invalid',
+  challenge: true,
+}
+
+/** Exhaustive: adding a ReasonCode without an answer is a type error. */
+function answerFor(code: ReasonCode): Answer {
+  switch (code) {
+    case 'missing_token':
+      return {
+        status: 401,
+        bodyError: 'unauthorized',
+        description: 'A bearer token is required',
+        challenge: true,
+      }
+    case 'malformed_request':
+      return {
+        status: 400,
+        oauthError: 'invalid_request',
+        description: 'The Authorization header is malformed',
+        challenge: true,
+      }
+    case 'token_expired':
+      // Saying "expired" leaks nothing the holder of the token cannot read from it, and tells
+      // well-behaved clients to refresh instead of retrying.
+      return { ...INVALID_TOKEN, description: 'The access token expired' }
+    case 'malformed_token':
+    case 'token_too_large':
+    case 'alg_not_allowed':
+    case 'unknown_kid':
+    case 'jwks_unavailable':
+    case 'bad_signature':
+    case 'token_not_yet_valid':
+    case 'bad_issuer':
+    case 'bad_audience':
+    case 'bad_typ':
+    case 'bad_claims':
+    case 'verify_error':
+      return INVALID_TOKEN
+    case 'config_invalid':
+      return {
+        status: 500,
+        bodyError: 'server_error',
+        description: 'The gateway is misconfigured',
+        challenge: false,
+      }
+    case 'origin_unreachable':
+      return {
+        status: 502,
+        bodyError: 'bad_gateway',
+        description: 'The upstream service could not be reached',
+        challenge: false,
+      }
+    case 'origin_timeout':
+      return {
+        status: 504,
+        bodyError: 'gateway_timeout',
+        description: 'The upstream service did not answer in time',
+        challenge: false,
+      }
+    case 'internal_error':
+      return {
+        status: 500,
+        bodyError: 'server_error',
+        description: 'The gateway failed to handle the request',
+        challenge: false,
+      }
+  }
+}
+
+/** Quote a value for an auth-param (RFC 7235 quoted-string). Our values are fixed ASCII. */
+function quoted(value: string): string {
+  return `"${value.replace(/["\\]/g, '\\$&')}"`
+}
+
+export interface ToResponseOptions {
+  realm: string
+  /**
+   * Replaces the generic description. Only config errors use it: the operator must see which
+   * variable is wrong, and config text is the operator's, not the client's.
+   */
+  description?: string
+}
+
+export function toResponse(err: GatewayError, opts: ToResponseOptions): Response {
+  const a = answerFor(err.code)
+  const description = opts.description ?? a.description
+  const headers = new Headers({
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+  })
+  if (a.challenge) {
+    const params = [`realm=${quoted(opts.realm)}`]
+    if (a.oauthError) {
+      params.push(`error=${quoted(a.oauthError)}`, `error_description=${quoted(description)}`)
+    }
+    headers.set('www-authenticate', `Bearer ${params.join(', ')}`)
+  }
+  const body = { error: a.oauthError ?? a.bodyError, error_description: description }
+  return new Response(JSON.stringify(body), { status: a.status, headers })
+}

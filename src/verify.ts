@@ -1,0 +1,116 @@
+/**
+ * Verify a bearer JWT with jose: pinned algorithms, exact issuer, audience, time claims, `sub`.
+ * The token's header only ever narrows what is accepted: `alg` must be on the issuer's allow-list
+ * and the key's, `kid` is a lookup key, and `jku`, `x5u`, `x5c`, `jwk` are never read (RFC 8725 §3.1).
+ * I/O only through the KeyStore; time comes from the caller.
+ */
+import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose'
+import type { Algorithm, IssuerConfig } from './config'
+import { GatewayError, type ReasonCode } from './errors'
+import type { KeyDeps, KeyStore } from './keys'
+
+/** Longest `kid` looked up; longer ones cannot be in any sane JWKS. */
+export const MAX_KID_LENGTH = 256
+
+export interface Issuer {
+  readonly config: IssuerConfig
+  readonly keys: KeyStore
+}
+
+export interface Identity {
+  readonly issuer: string
+  readonly sub: string
+  readonly kid: string | undefined
+  readonly alg: Algorithm
+  /** The verified payload, as jose parsed it. */
+  readonly claims: JWTPayload
+}
+
+function unverified(token: string): { header: Record<string, unknown>; payload: JWTPayload } {
+  try {
+    return { header: decodeProtectedHeader(token), payload: decodeJwt(token) }
+  } catch {
+    throw new GatewayError('malformed_token', 'header or payload is not a JSON object')
+  }
+}
+
+function joseReason(err: unknown): ReasonCode {
+  if (err instanceof errors.JWTExpired) return 'token_expired'
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === 'iss') return 'bad_issuer'
+    if (err.claim === 'aud') return 'bad_audience'
+    if (err.claim === 'nbf' && err.reason === 'check_failed') return 'token_not_yet_valid'
+    if (err.claim === 'typ') return 'bad_typ'
+    return 'bad_claims'
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad_signature'
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'alg_not_allowed'
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'malformed_token'
+  if (err instanceof errors.JOSENotSupported) return 'malformed_token'
+  // jose throws plain TypeErrors too (an RSA key under 2048 bits): still the token's problem.
+  return 'verify_error'
+}
+
+/**
+ * Pick the issuer by the unverified `iss`: an unknown issuer is refused before any key work,
+ * so made-up issuers cannot make the gateway fetch anything.
+ */
+function issuerFor(payload: JWTPayload, issuers: readonly Issuer[]): Issuer {
+  const iss = payload.iss
+  const found = typeof iss === 'string' ? issuers.find((i) => i.config.issuer === iss) : undefined
+  if (!found) throw new GatewayError('bad_issuer', 'iss is not a configured issuer')
+  return found
+}
+
+export async function verifyToken(
+  token: string,
+  issuers: readonly Issuer[],
+  deps: KeyDeps,
+): Promise<Identity> {
+  const { header, payload } = unverified(token)
+  const issuer = issuerFor(payload, issuers)
+  const cfg = issuer.config
+
+  const alg = header.alg
+  if (typeof alg !== 'string' || !(cfg.algorithms as readonly string[]).includes(alg)) {
+    throw new GatewayError('alg_not_allowed', 'alg is not on the allow-list')
+  }
+  const kid = header.kid
+  if (kid !== undefined && (typeof kid !== 'string' || kid.length > MAX_KID_LENGTH)) {
+    throw new GatewayError('malformed_token', 'kid is not a short string')
+  }
+  const typ = header.typ
+  if (typ === undefined ? !cfg.typeOptional : !acceptedType(typ, cfg.types)) {
+    throw new GatewayError('bad_typ', 'typ is not accepted')
+  }
+
+  const key = await issuer.keys.keyFor(kid, alg as Algorithm, deps)
+  let claims: JWTPayload
+  try {
+    const result = await jwtVerify(token, key, {
+      algorithms: [alg],
+      issuer: cfg.issuer,
+      audience: [...cfg.audiences],
+      clockTolerance: cfg.clockSkewS,
+      currentDate: new Date(deps.now()),
+      requiredClaims: ['exp', 'sub'],
+    })
+    claims = result.payload
+  } catch (err) {
+    throw new GatewayError(joseReason(err), err instanceof Error ? err.name : 'non-error thrown')
+  }
+  if (typeof claims.sub !== 'string' || claims.sub === '') {
+    throw new GatewayError('bad_claims', 'sub is not a non-empty string')
+  }
+  if (claims.iat !== undefined && typeof claims.iat !== 'number') {
+    throw new GatewayError('bad_claims', 'iat is not a number')
+  }
+  return { issuer: cfg.issuer, sub: claims.sub, kid, alg: alg as Algorithm, claims }
+}
+
+/** Media types compare case-insensitively, and `application/` may be omitted (RFC 7515 §4.1.9). */
+function acceptedType(typ: unknown, accepted: readonly string[]): boolean {
+  if (typeof typ !== 'string') return false
+  const norm = (t: string) => t.toLowerCase().replace(/^application\//, '')
+  return accepted.some((a) => norm(a) === norm(typ))
+}

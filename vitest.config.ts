@@ -1,0 +1,12 @@
+import { cloudflareTest } from '@cloudflare/vitest-plugin'
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  plugins: [
+    cloudflareTest(({ inject }) => ({
+      wrangler: { configPath: './wrangler.toml' },
+      miniflare: { bindings: { STUB_URL: inject<string>('stubUrl') } },
+    })),
+  ],
+  test: { globalSetup: ['test/node/global-setup.ts'] },
+})

@@ -1,9 +1,52 @@
 /**
  * Structured logging: one JSON object per line on the console, which Workers Logs and
- * `wrangler tail` index. Callers must never pass token text or claims other than `sub`.
+ * `wrangler tail` index. Never token text, never claims other than `sub`.
  */
+import type { GatewayError } from './errors'
+import type { Identity } from './verify'
+
 export type LogFields = Record<string, string | number | boolean | null | undefined>
 
 export function log(fields: LogFields): void {
   console.log(JSON.stringify({ level: 'info', ...fields }))
+}
+
+/** A well-formed client request id is kept so traces join up; anything else is replaced. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+export interface RequestLog {
+  readonly requestId: string
+  auth(identity: Identity, ms: number): void
+  fail(err: GatewayError): void
+  end(status: number): void
+}
+
+/** Collects one request's facts and writes them as a single line when the request ends. */
+export function requestLog(request: Request): RequestLog {
+  const started = performance.now()
+  const given = request.headers.get('x-request-id')
+  const fields: LogFields = {
+    event: 'request',
+    requestId: given !== null && REQUEST_ID.test(given) ? given : crypto.randomUUID(),
+    method: request.method,
+  }
+  return {
+    requestId: fields.requestId as string,
+    auth(identity, ms) {
+      fields.iss = identity.issuer
+      fields.sub = identity.sub
+      fields.kid = identity.kid
+      fields.authMs = Math.round(ms * 1000) / 1000
+    },
+    fail(err) {
+      fields.reason = err.code
+      fields.detail = err.detail
+    },
+    end(status) {
+      fields.status = status
+      fields.outcome = fields.reason === undefined ? 'forwarded' : 'refused'
+      fields.totalMs = Math.round((performance.now() - started) * 1000) / 1000
+      log({ level: status >= 500 ? 'error' : 'info', ...fields })
+    },
+  }
 }

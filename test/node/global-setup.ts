@@ -1,9 +1,15 @@
-import { createServer } from 'node:http'
+/** Starts the loopback issuer/origin stub for the workerd tests and hands them its URL. */
 import type { TestProject } from 'vitest/node'
+import { startStub } from './stub'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    stubUrl: string
+  }
+}
+
 export default async function ({ provide }: TestProject) {
-  const s = createServer((req, res) => { res.end(JSON.stringify({ path: req.url })) })
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const a = s.address()
-  provide('stubUrl', `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`)
-  return () => new Promise<void>((r) => s.close(() => r()))
+  const { url, server } = await startStub()
+  provide('stubUrl', url)
+  return () => new Promise<void>((r) => server.close(() => r()))
 }

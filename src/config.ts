@@ -30,6 +30,13 @@ export const DEFAULT_JWKS_STALE_IF_ERROR_S = 86_400
 export const DEFAULT_JWKS_FETCH_TIMEOUT_MS = 5_000
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000
 export const DEFAULT_REALM = 'gateway'
+/** How long one isolate trusts a revocation lookup; adds to KV's own ~60 s propagation delay. */
+export const DEFAULT_REVOCATION_CACHE_S = 10
+export const MAX_REVOCATION_CACHE_S = 300
+export const DEFAULT_REVOCATION_TIMEOUT_MS = 2_000
+export const DEFAULT_ADMIN_PREFIX = '/_gateway'
+/** A shorter admin token could be guessed; 32 characters of a random secret is the floor. */
+export const MIN_ADMIN_TOKEN_LENGTH = 32
 export const IDENTITY_HEADER_PREFIX = 'x-auth-'
 
 export type KeySource =
@@ -68,10 +75,28 @@ export interface RouteConfig {
   readonly originTimeoutMs: number
 }
 
+export interface RevocationConfig {
+  /** Seconds a lookup (revoked or not) is reused by this isolate; 0 reads KV on every request. */
+  readonly cacheTtlS: number
+  /** KV failing: refuse with 503 (false, the default) or let verified tokens through (true). */
+  readonly failOpen: boolean
+  readonly timeoutMs: number
+}
+
+export interface AdminConfig {
+  /** Path prefix the gateway keeps for itself; the origin never sees it. */
+  readonly prefix: string
+  /** The admin bearer token; null disables the admin API (it answers 404). */
+  readonly token: string | null
+}
+
 export interface GatewayConfig {
   readonly realm: string
   readonly issuers: readonly IssuerConfig[]
   readonly routes: readonly RouteConfig[]
+  /** null when no REVOCATIONS KV namespace is bound: revocation is off. */
+  readonly revocation: RevocationConfig | null
+  readonly admin: AdminConfig
 }
 
 export class ConfigError extends Error {
@@ -254,7 +279,44 @@ function simpleMode(env: RawEnv): GatewayConfig {
   if (!/^[\x20-\x7e]+$/.test(realm) || /["\\]/.test(realm)) {
     throw new ConfigError('GATEWAY_REALM', 'must be printable ASCII without quotes or backslashes')
   }
-  return { realm, issuers: [iss], routes: [route] }
+  return { realm, issuers: [iss], routes: [route], revocation: revocation(env), admin: admin(env) }
+}
+
+function revocation(env: RawEnv): RevocationConfig | null {
+  const kv = env.REVOCATIONS
+  if (kv === undefined) return null
+  if (typeof kv !== 'object' || kv === null || typeof (kv as { get?: unknown }).get !== 'function') {
+    throw new ConfigError('REVOCATIONS', 'must be a KV namespace binding')
+  }
+  return {
+    cacheTtlS: integer(
+      env,
+      'REVOCATION_CACHE_SECONDS',
+      DEFAULT_REVOCATION_CACHE_S,
+      0,
+      MAX_REVOCATION_CACHE_S,
+    ),
+    failOpen: flag(env, 'REVOCATION_FAIL_OPEN', false),
+    timeoutMs: integer(env, 'REVOCATION_TIMEOUT_MS', DEFAULT_REVOCATION_TIMEOUT_MS, 50, 30_000),
+  }
+}
+
+function admin(env: RawEnv): AdminConfig {
+  const prefix = text(env, 'ADMIN_PATH_PREFIX') ?? DEFAULT_ADMIN_PREFIX
+  if (!/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/.test(prefix) || prefix.split('/').includes('..')) {
+    throw new ConfigError('ADMIN_PATH_PREFIX', `must be a path like /_gateway (got "${prefix}")`)
+  }
+  const token = text(env, 'ADMIN_TOKEN') ?? null
+  if (token !== null) {
+    if (token.length < MIN_ADMIN_TOKEN_LENGTH) {
+      throw new ConfigError('ADMIN_TOKEN', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`)
+    }
+    // An admin API with nowhere to write would accept revocations and enforce none.
+    if (env.REVOCATIONS === undefined) {
+      throw new ConfigError('REVOCATIONS', 'a KV namespace binding is required when ADMIN_TOKEN is set')
+    }
+  }
+  return { prefix, token }
 }
 
 export function parseConfig(env: RawEnv): ConfigResult {

@@ -22,6 +22,12 @@ export type ReasonCode =
   | 'bad_typ'
   | 'bad_claims'
   | 'verify_error'
+  | 'token_revoked'
+  // the revocation list and the admin API
+  | 'revocation_unavailable'
+  | 'admin_unauthorized'
+  | 'admin_bad_request'
+  | 'not_found'
   // the gateway and the origin
   | 'config_invalid'
   | 'origin_unreachable'
@@ -33,11 +39,18 @@ export class GatewayError extends Error {
   /** Operator-facing detail for the log line; never sent to the client unless the code says so. */
   readonly detail: string | undefined
 
-  constructor(code: ReasonCode, detail?: string) {
+  /**
+   * Replaces the generic client-facing description. Only for text the operator wrote or an admin
+   * sent (config problems, admin body validation): never token text or claim values.
+   */
+  readonly publicDescription: string | undefined
+
+  constructor(code: ReasonCode, detail?: string, publicDescription?: string) {
     super(code)
     this.name = 'GatewayError'
     this.code = code
     this.detail = detail
+    this.publicDescription = publicDescription
   }
 }
 
@@ -49,6 +62,7 @@ interface Answer {
   bodyError?: string
   description: string
   challenge: boolean
+  retryAfterS?: number
 }
 
 const INVALID_TOKEN: Answer = {
@@ -91,7 +105,33 @@ function answerFor(code: ReasonCode): Answer {
     case 'bad_typ':
     case 'bad_claims':
     case 'verify_error':
+    case 'token_revoked':
       return INVALID_TOKEN
+    case 'revocation_unavailable':
+      // 503, not 401: the token may well be valid, and a 401 would make clients drop it.
+      return {
+        status: 503,
+        bodyError: 'temporarily_unavailable',
+        description: 'The revocation list could not be checked; retry shortly',
+        challenge: false,
+        retryAfterS: 5,
+      }
+    case 'admin_unauthorized':
+      return {
+        status: 401,
+        oauthError: 'invalid_token',
+        description: 'A valid admin token is required',
+        challenge: true,
+      }
+    case 'admin_bad_request':
+      return {
+        status: 400,
+        bodyError: 'invalid_request',
+        description: 'The request body is invalid',
+        challenge: false,
+      }
+    case 'not_found':
+      return { status: 404, bodyError: 'not_found', description: 'Not found', challenge: false }
     case 'config_invalid':
       return {
         status: 500,
@@ -139,7 +179,7 @@ export interface ToResponseOptions {
 
 export function toResponse(err: GatewayError, opts: ToResponseOptions): Response {
   const a = answerFor(err.code)
-  const description = opts.description ?? a.description
+  const description = opts.description ?? err.publicDescription ?? a.description
   const headers = new Headers({
     'content-type': 'application/json; charset=utf-8',
     'cache-control': 'no-store',
@@ -151,6 +191,7 @@ export function toResponse(err: GatewayError, opts: ToResponseOptions): Response
     }
     headers.set('www-authenticate', `Bearer ${params.join(', ')}`)
   }
+  if (a.retryAfterS !== undefined) headers.set('retry-after', String(a.retryAfterS))
   const body = { error: a.oauthError ?? a.bodyError, error_description: description }
   return new Response(JSON.stringify(body), { status: a.status, headers })
 }

@@ -4,11 +4,14 @@
  */
 import { parseConfig, type ConfigError, type GatewayConfig } from './config'
 import { KeyStore } from './keys'
+import { RevocationList } from './revocation'
 import type { Issuer } from './verify'
 
 export interface Gateway {
   readonly config: GatewayConfig
   readonly issuers: readonly Issuer[]
+  /** null when revocation is off (no REVOCATIONS binding). */
+  readonly revocations: RevocationList | null
 }
 
 export type GatewayResult = { ok: true; gateway: Gateway } | { ok: false; error: ConfigError }
@@ -30,6 +33,12 @@ export function gatewayFor(env: object): GatewayResult {
               config,
               keys: new KeyStore(config.keySource, config.algorithms, config.jwks),
             })),
+            revocations: parsed.config.revocation
+              ? new RevocationList(
+                  (env as { REVOCATIONS: KVNamespace }).REVOCATIONS,
+                  parsed.config.revocation,
+                )
+              : null,
           },
         }
       : parsed

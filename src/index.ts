@@ -1,16 +1,17 @@
 /**
  * The gateway worker. One request, one pass:
- *   config -> credentials -> verify (keys) -> forward (strip + identity) -> origin
+ *   config -> admin paths? -> credentials -> verify (keys) -> revocation -> forward -> origin
  * Any failure becomes a GatewayError, which errors.ts turns into an RFC 6750 response.
  */
 import { Hono } from 'hono'
+import { handleAdmin, isAdminPath } from './admin'
 import { bearerToken } from './credentials'
 import { GatewayError, toResponse } from './errors'
 import { forward, originHeaders } from './forward'
 import { gatewayFor, type Gateway } from './gateway'
 import { identityHeaders } from './identity'
 import { requestLog, type RequestLog } from './log'
-import { verifyToken } from './verify'
+import { verifyToken, type Identity } from './verify'
 
 export interface Env {
   readonly [name: string]: unknown
@@ -19,6 +20,9 @@ export interface Env {
 type App = { Bindings: Env; Variables: { gateway: Gateway; log: RequestLog } }
 
 const app = new Hono<App>()
+
+// An arrow keeps `this` right: workerd throws "Illegal invocation" for a detached fetch.
+const io = { fetch: (input: RequestInfo | URL, init?: RequestInit) => fetch(input, init), now: Date.now }
 
 app.use(async (c, next) => {
   const log = requestLog(c.req.raw)
@@ -39,22 +43,38 @@ app.use(async (c, next) => {
   log.end(c.res.status)
 })
 
-app.all('*', async (c) => {
-  const { config, issuers } = c.var.gateway
-  const log = c.var.log
-  const route = config.routes[0]!
-  const deps = { fetch: globalThis.fetch.bind(globalThis), now: Date.now }
-
-  const token = bearerToken(c.req.header('authorization') ?? null)
+/** Credentials -> signature and claims -> revocation. Throws GatewayError; returns who it is. */
+async function authenticate(request: Request, gateway: Gateway, log: RequestLog): Promise<Identity> {
+  const token = bearerToken(request.headers.get('authorization'))
   if (token === null) throw new GatewayError('missing_token')
+  const started = performance.now()
+  const now = Date.now()
+  const identity = await verifyToken(token, gateway.issuers, io)
+  await gateway.revocations?.check(identity, now)
+  log.auth(identity, performance.now() - started)
+  return identity
+}
 
-  const authStart = performance.now()
-  const identity = await verifyToken(token, issuers, deps)
-  log.auth(identity, performance.now() - authStart)
+app.all('*', async (c) => {
+  const gateway = c.var.gateway
+  const { config } = gateway
+  const request = c.req.raw
 
-  const headers = originHeaders(c.req.raw.headers, identityHeaders(identity), route)
-  headers.set('x-request-id', log.requestId)
-  return forward(c.req.raw, route, headers, deps)
+  // The gateway's own paths never reach the origin, whatever their method or credentials.
+  if (isAdminPath(new URL(request.url).pathname, config.admin.prefix)) {
+    return handleAdmin(request, {
+      config,
+      revocations: gateway.revocations,
+      authenticate: (r) => authenticate(r, gateway, c.var.log),
+      nowMs: Date.now(),
+    })
+  }
+
+  const route = config.routes[0]!
+  const identity = await authenticate(request, gateway, c.var.log)
+  const headers = originHeaders(request.headers, identityHeaders(identity), route)
+  headers.set('x-request-id', c.var.log.requestId)
+  return forward(request, route, headers, io)
 })
 
 app.onError((err, c) => {

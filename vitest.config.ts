@@ -8,5 +8,6 @@ export default defineConfig({
       miniflare: { bindings: { STUB_URL: inject<string>('stubUrl') } },
     })),
   ],
-  test: { globalSetup: ['test/node/global-setup.ts'] },
+  // Request logs are printed only for failing tests, where they explain the failure.
+  test: { globalSetup: ['test/node/global-setup.ts'], silent: 'passed-only' },
 })

@@ -62,6 +62,7 @@ app.all('*', async (c) => {
 
   // The gateway's own paths never reach the origin, whatever their method or credentials.
   if (isAdminPath(new URL(request.url).pathname, config.admin.prefix)) {
+    c.var.log.admin()
     return handleAdmin(request, {
       config,
       revocations: gateway.revocations,

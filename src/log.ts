@@ -18,6 +18,8 @@ export interface RequestLog {
   readonly requestId: string
   auth(identity: Identity, ms: number): void
   fail(err: GatewayError): void
+  /** The request was for the gateway's own endpoints, not the origin. */
+  admin(): void
   end(status: number): void
 }
 
@@ -42,9 +44,13 @@ export function requestLog(request: Request): RequestLog {
       fields.reason = err.code
       fields.detail = err.detail
     },
+    admin() {
+      fields.route = 'admin'
+    },
     end(status) {
       fields.status = status
-      fields.outcome = fields.reason === undefined ? 'forwarded' : 'refused'
+      fields.outcome =
+        fields.reason !== undefined ? 'refused' : fields.route === 'admin' ? 'admin' : 'forwarded'
       fields.totalMs = Math.round((performance.now() - started) * 1000) / 1000
       log({ level: status >= 500 ? 'error' : 'info', ...fields })
     },

@@ -12,9 +12,22 @@ const SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?: +(.*))?$/s
 /** JWS compact serialization: three unpadded base64url segments, nothing else. */
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 
-/** A base64url segment of length 4k+1 cannot be produced by any byte string. */
-function validSegments(token: string): boolean {
-  return token.split('.').every((s) => s.length % 4 !== 1)
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+/**
+ * Canonical base64url only: no segment of length 4k+1 (no byte string encodes to it), and the
+ * unused low bits of a final partial group are zero. Otherwise one token has many spellings,
+ * which would defeat exact-match caching and replay bookkeeping (RFC 4648 §3.5).
+ */
+function canonicalSegments(token: string): boolean {
+  for (const segment of token.split('.')) {
+    const rest = segment.length % 4
+    if (rest === 1) return false
+    if (rest === 0) continue
+    const last = B64URL.indexOf(segment[segment.length - 1]!)
+    if (last % (rest === 2 ? 16 : 4) !== 0) return false
+  }
+  return true
 }
 
 /**
@@ -42,7 +55,7 @@ export function bearerToken(authorization: string | null): string | null {
   if (token.length > MAX_TOKEN_BYTES) {
     throw new GatewayError('token_too_large', `token over ${MAX_TOKEN_BYTES} bytes`)
   }
-  if (!JWS_COMPACT.test(token) || !validSegments(token)) {
+  if (!JWS_COMPACT.test(token) || !canonicalSegments(token)) {
     throw new GatewayError('malformed_token', 'not JWS compact serialization')
   }
   return token

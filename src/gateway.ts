@@ -5,6 +5,7 @@
 import { parseConfig, type ConfigError, type GatewayConfig } from './config'
 import { KeyStore } from './keys'
 import { RevocationList } from './revocation'
+import { VerifiedTokenCache } from './token-cache'
 import type { Issuer } from './verify'
 
 export interface Gateway {
@@ -12,6 +13,7 @@ export interface Gateway {
   readonly issuers: readonly Issuer[]
   /** null when revocation is off (no REVOCATIONS binding). */
   readonly revocations: RevocationList | null
+  readonly verified: VerifiedTokenCache
 }
 
 export type GatewayResult = { ok: true; gateway: Gateway } | { ok: false; error: ConfigError }
@@ -39,10 +41,16 @@ export function gatewayFor(env: object): GatewayResult {
                   parsed.config.revocation,
                 )
               : null,
+            verified: new VerifiedTokenCache(skewOf(parsed.config.issuers)),
           },
         }
       : parsed
     built.set(env, result)
   }
   return result
+}
+
+function skewOf(issuers: GatewayConfig['issuers']): (issuer: string) => number {
+  const skew = new Map(issuers.map((i) => [i.issuer, i.clockSkewS]))
+  return (issuer) => skew.get(issuer) ?? 0
 }

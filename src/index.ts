@@ -49,9 +49,15 @@ async function authenticate(request: Request, gateway: Gateway, log: RequestLog)
   if (token === null) throw new GatewayError('missing_token')
   const started = performance.now()
   const now = Date.now()
-  const identity = await verifyToken(token, gateway.issuers, io)
+  let identity = gateway.verified.get(token, now)
+  const cached = identity !== undefined
+  if (!identity) {
+    identity = await verifyToken(token, gateway.issuers, io)
+    gateway.verified.set(token, identity, now)
+  }
+  // Checked on cache hits too: a revocation applies to tokens already verified.
   await gateway.revocations?.check(identity, now)
-  log.auth(identity, performance.now() - started)
+  log.auth(identity, performance.now() - started, cached)
   return identity
 }
 

@@ -16,7 +16,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 export interface RequestLog {
   readonly requestId: string
-  auth(identity: Identity, ms: number): void
+  auth(identity: Identity, ms: number, cached: boolean): void
   fail(err: GatewayError): void
   /** The request was for the gateway's own endpoints, not the origin. */
   admin(): void
@@ -34,7 +34,8 @@ export function requestLog(request: Request): RequestLog {
   }
   return {
     requestId: fields.requestId as string,
-    auth(identity, ms) {
+    auth(identity, ms, cached) {
+      fields.cached = cached
       fields.iss = identity.issuer
       fields.sub = identity.sub
       fields.kid = identity.kid

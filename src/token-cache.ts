@@ -1,0 +1,55 @@
+/**
+ * Per-isolate cache of verified tokens, so a client repeating its token skips signature work.
+ * Pure. No I/O. No clock: callers pass `nowMs`. Holds values only.
+ *
+ * Keyed on the token text, which credentials.ts has already made canonical (strict base64url with
+ * zero spare bits), so an altered encoding of a cached token is a different key and is verified in
+ * full. An ECDSA (r, n-s) twin is a second valid signature and simply a second entry.
+ */
+import type { Identity } from './verify'
+
+/** Most tokens remembered; the least recently used go first, so a flood of unique tokens is bounded. */
+export const VERIFIED_CACHE_MAX_ENTRIES = 10_000
+/** Longest a verified token is trusted without re-verifying, so a key removed from the JWKS stops working. */
+export const VERIFIED_CACHE_TTL_S = 60
+
+interface Entry {
+  readonly identity: Identity
+  readonly untilMs: number
+}
+
+export class VerifiedTokenCache {
+  private readonly entries = new Map<string, Entry>()
+
+  constructor(private readonly clockSkewS: (issuer: string) => number) {}
+
+  /** The cached identity, or undefined; time claims are checked again on every hit. */
+  get(token: string, nowMs: number): Identity | undefined {
+    const entry = this.entries.get(token)
+    if (!entry) return undefined
+    const skewMs = this.clockSkewS(entry.identity.issuer) * 1000
+    const { exp, nbf } = entry.identity.claims
+    const expired = typeof exp === 'number' && nowMs >= exp * 1000 + skewMs
+    const early = typeof nbf === 'number' && nowMs < nbf * 1000 - skewMs
+    if (nowMs >= entry.untilMs || expired || early) {
+      this.entries.delete(token)
+      return undefined
+    }
+    // Re-insert to mark as most recently used.
+    this.entries.delete(token)
+    this.entries.set(token, entry)
+    return entry.identity
+  }
+
+  set(token: string, identity: Identity, nowMs: number): void {
+    if (this.entries.size >= VERIFIED_CACHE_MAX_ENTRIES) {
+      this.entries.delete(this.entries.keys().next().value!)
+    }
+    const exp = typeof identity.claims.exp === 'number' ? identity.claims.exp * 1000 : Infinity
+    this.entries.set(token, { identity, untilMs: Math.min(exp, nowMs + VERIFIED_CACHE_TTL_S * 1000) })
+  }
+
+  get size(): number {
+    return this.entries.size
+  }
+}

@@ -1,0 +1,91 @@
+import { describe, expect, it, vi } from 'vitest'
+import { bearerToken } from '../src/credentials'
+import { GatewayError } from '../src/errors'
+import {
+  VERIFIED_CACHE_MAX_ENTRIES,
+  VERIFIED_CACHE_TTL_S,
+  VerifiedTokenCache,
+} from '../src/token-cache'
+import type { Identity } from '../src/verify'
+import { bearer, gatewayEnv, makeKey, mint, send, Stub } from './helpers'
+
+const T0 = 1_800_000_000_000
+
+function identity(claims: Record<string, unknown>): Identity {
+  return { issuer: 'https://i', sub: 's', kid: 'k', alg: 'ES256', claims }
+}
+
+describe('verified-token cache', () => {
+  const cache = () => new VerifiedTokenCache(() => 30)
+
+  it('serves a hit until min(exp, now + TTL)', () => {
+    const c = cache()
+    const far = identity({ exp: T0 / 1000 + 3600 })
+    c.set('a', far, T0)
+    expect(c.get('a', T0 + (VERIFIED_CACHE_TTL_S * 1000 - 1))).toBe(far)
+    expect(c.get('a', T0 + VERIFIED_CACHE_TTL_S * 1000)).toBeUndefined()
+
+    const soon = identity({ exp: T0 / 1000 + 5 })
+    c.set('b', soon, T0)
+    expect(c.get('b', T0 + 4_999)).toBe(soon)
+    expect(c.get('b', T0 + 5_000)).toBeUndefined()
+  })
+
+  it('re-checks nbf on every hit', () => {
+    const c = cache()
+    // Accepted within the 30 s leeway; 31 s before nbf it must not be served.
+    c.set('a', identity({ exp: T0 / 1000 + 60, nbf: T0 / 1000 + 20 }), T0)
+    expect(c.get('a', T0 - 11_000)).toBeUndefined()
+  })
+
+  it('stays bounded under a flood of unique tokens, evicting the least recently used', () => {
+    const c = cache()
+    const id = identity({ exp: T0 / 1000 + 3600 })
+    c.set('keep', id, T0)
+    for (let i = 0; i < VERIFIED_CACHE_MAX_ENTRIES + 500; i++) {
+      if (i % 1000 === 0) expect(c.get('keep', T0)).toBe(id)
+      c.set(`t${i}`, id, T0)
+    }
+    expect(c.size).toBe(VERIFIED_CACHE_MAX_ENTRIES)
+    expect(c.get('t0', T0)).toBeUndefined()
+    expect(c.get(`t${VERIFIED_CACHE_MAX_ENTRIES + 499}`, T0)).toBe(id)
+  })
+
+  it('cannot be reached by another spelling of a cached token: non-canonical base64url is refused', async () => {
+    const key = await makeKey('ES256')
+    const token = await mint(key)
+    const sig = token.split('.')[2]!
+    // 64-byte signature -> 86 chars, last char carries 2 bits + 4 spare bits.
+    const last = sig[sig.length - 1]!
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    const twin = alphabet[alphabet.indexOf(last) + 1]!
+    const altered = token.slice(0, -1) + twin
+    expect(bearerToken(`Bearer ${token}`)).toBe(token)
+    expect(() => bearerToken(`Bearer ${altered}`)).toThrow(GatewayError)
+  })
+
+  it('end to end: the second request with a token is served from the cache, the log says so', async () => {
+    const stub = new Stub()
+    const key = await makeKey('ES256')
+    await stub.publish(key)
+    const gw = gatewayEnv(stub)
+    const token = await mint(key)
+    const lines: Record<string, unknown>[] = []
+    const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => {
+      lines.push(JSON.parse(line) as Record<string, unknown>)
+    })
+    try {
+      expect((await send(gw, '/a', bearer(token))).status).toBe(200)
+      expect((await send(gw, '/b', bearer(token))).status).toBe(200)
+      expect((await send(gw, '/c', bearer(await mint(key, { sub: 'bob' })))).status).toBe(200)
+    } finally {
+      spy.mockRestore()
+    }
+    const cached = lines.filter((l) => l.event === 'request').map((l) => [l.sub, l.cached])
+    expect(cached).toEqual([
+      ['alice', false],
+      ['alice', true],
+      ['bob', false],
+    ])
+  })
+})

@@ -56,7 +56,8 @@ async function authenticate(request: Request, gateway: Gateway, log: RequestLog)
     gateway.verified.set(token, identity, now)
   }
   // Checked on cache hits too: a revocation applies to tokens already verified.
-  await gateway.revocations?.check(identity, now)
+  const pending = gateway.revocations?.check(identity, now)
+  if (pending) await pending
   log.auth(identity, performance.now() - started, cached)
   return identity
 }

@@ -33,7 +33,9 @@ export interface RevocationRecord {
 }
 
 /** What KV says about one key: a cut-off time, "revoked" (jti) or nothing. */
-type Lookup = { readonly revoked: false } | { readonly revoked: true; readonly before?: number }
+type Lookup =
+  | { readonly revoked: false }
+  | { readonly revoked: true; readonly kind: RevocationKind; readonly before?: number }
 
 const NOT_REVOKED: Lookup = { revoked: false }
 
@@ -57,39 +59,52 @@ export class RevocationList {
     readonly config: RevocationConfig,
   ) {}
 
-  /** Throws token_revoked, or revocation_unavailable when KV cannot answer and we fail closed. */
-  async check(identity: Identity, nowMs: number): Promise<void> {
+  /**
+   * Throws token_revoked, or revocation_unavailable when KV cannot answer and we fail closed.
+   * When every lookup is cached this stays synchronous: no KV call, no timer, no await.
+   */
+  check(identity: Identity, nowMs: number): void | Promise<void> {
     const { issuer, sub, claims } = identity
     const jti = typeof claims.jti === 'string' ? claims.jti : undefined
+    const wanted: [RevocationKind, string | undefined][] = [
+      ['sub', sub],
+      ['all', undefined],
+    ]
+    if (jti !== undefined) wanted.push(['jti', jti])
+    const cached = wanted.map(([kind, value]) => this.cached(memoKey(kind, issuer, value), nowMs))
+    if (cached.every((l) => l !== undefined)) return judge(cached as Lookup[], claims.iat)
+    return this.checkSlow(wanted, cached, identity, nowMs)
+  }
+
+  private async checkSlow(
+    wanted: [RevocationKind, string | undefined][],
+    cached: (Lookup | undefined)[],
+    identity: Identity,
+    nowMs: number,
+  ): Promise<void> {
     let found: Lookup[]
     try {
       found = await this.withTimeout(
-        Promise.all([
-          jti === undefined ? NOT_REVOKED : this.lookup('jti', issuer, jti, nowMs),
-          this.lookup('sub', issuer, sub, nowMs),
-          this.lookup('all', issuer, undefined, nowMs),
-        ]),
+        Promise.all(
+          wanted.map(([kind, value], i) => cached[i] ?? this.lookup(kind, identity.issuer, value, nowMs)),
+        ),
       )
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err)
       if (this.config.failOpen) {
-        console.log(JSON.stringify({ level: 'error', event: 'revocation_check_failed', failOpen: true, detail }))
+        console.log(
+          JSON.stringify({ level: 'error', event: 'revocation_check_failed', failOpen: true, detail }),
+        )
         return
       }
       throw new GatewayError('revocation_unavailable', detail)
     }
-    const [byJti, bySub, byAll] = found as [Lookup, Lookup, Lookup]
-    if (byJti.revoked) throw new GatewayError('token_revoked', 'jti')
-    const iat = typeof claims.iat === 'number' ? claims.iat : undefined
-    for (const [cut, which] of [
-      [bySub, 'sub'],
-      [byAll, 'all'],
-    ] as const) {
-      // Without iat nobody can show the token came after the cut-off, so it is revoked.
-      if (cut.revoked && (iat === undefined || iat <= (cut.before ?? Infinity))) {
-        throw new GatewayError('token_revoked', which)
-      }
-    }
+    judge(found, identity.claims.iat)
+  }
+
+  private cached(memo: string, nowMs: number): Lookup | undefined {
+    const hit = this.cache.get(memo)
+    return hit && hit.untilMs > nowMs ? hit.lookup : undefined
   }
 
   async put(record: RevocationRecord, nowMs: number): Promise<void> {
@@ -99,7 +114,7 @@ export class RevocationList {
     }
     await this.kv.put(record.id, JSON.stringify(record), options)
     // Takes effect at once on this isolate, whatever the cache held.
-    this.remember(memoOf(record), { revoked: true, before: record.before }, nowMs)
+    this.remember(memoOf(record), { revoked: true, kind: record.kind, before: record.before }, nowMs)
   }
 
   async get(id: string): Promise<RevocationRecord | null> {
@@ -127,8 +142,6 @@ export class RevocationList {
   ): Promise<Lookup> {
     // Keyed by the claim text, not the KV id, so a cache hit costs no hashing.
     const memo = memoKey(kind, iss, value)
-    const hit = this.cache.get(memo)
-    if (hit && hit.untilMs > nowMs) return hit.lookup
     const text = await this.kv.get(await revocationId(kind, iss, value))
     const lookup = text === null ? NOT_REVOKED : parseLookup(kind, text)
     this.remember(memo, lookup, nowMs)
@@ -156,6 +169,18 @@ export class RevocationList {
   }
 }
 
+/** Revoked by jti outright; by a cut-off when iat is at or before it. */
+function judge(found: readonly Lookup[], iatClaim: unknown): void {
+  const iat = typeof iatClaim === 'number' ? iatClaim : undefined
+  for (const lookup of found) {
+    if (!lookup.revoked) continue
+    // A jti record has no cut-off. Without iat nobody can show the token came after a cut-off.
+    if (lookup.before === undefined || iat === undefined || iat <= lookup.before) {
+      throw new GatewayError('token_revoked', lookup.kind)
+    }
+  }
+}
+
 function memoKey(kind: RevocationKind, iss: string, value: string | undefined): string {
   return `${kind}\n${iss}\n${value ?? ''}`
 }
@@ -166,7 +191,7 @@ function memoOf(record: RevocationRecord): string {
 
 /** A record written by hand with `wrangler kv key put` may be malformed: read it strictly. */
 function parseLookup(kind: RevocationKind, text: string): Lookup {
-  if (kind === 'jti') return { revoked: true }
+  if (kind === 'jti') return { revoked: true, kind }
   let before: unknown
   try {
     before = (JSON.parse(text) as { before?: unknown }).before
@@ -174,5 +199,5 @@ function parseLookup(kind: RevocationKind, text: string): Lookup {
     before = undefined
   }
   if (typeof before !== 'number') throw new Error(`revocation record ${kind} has no numeric before`)
-  return { revoked: true, before }
+  return { revoked: true, kind, before }
 }

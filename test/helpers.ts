@@ -3,6 +3,7 @@
  * loopback stub per test, and a way to drive the real worker with a fresh isolate-level state.
  */
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
+import { expect } from 'vitest'
 import {
   exportJWK,
   generateKeyPair,
@@ -70,6 +71,17 @@ export class Stub {
   async calls(): Promise<{ jwksFetches: number; discoveryFetches: number; origin: OriginCall[] }> {
     return (await fetch(`${this.base}/_calls`)).json()
   }
+
+  /** Request body bytes the origin has received so far (counted as they arrive). */
+  async originBytesSeen(): Promise<number> {
+    const res = await fetch(`${this.base}/_progress`)
+    return ((await res.json()) as { originBytesSeen: number }).originBytesSeen
+  }
+
+  /** Let held origin responses (`originHold`) finish. */
+  async release(): Promise<void> {
+    await (await fetch(`${this.base}/_release`, { method: 'POST' })).body?.cancel()
+  }
 }
 
 export interface OriginCall {
@@ -101,7 +113,8 @@ export async function send(
   input: string | Request,
   init?: RequestInit,
 ): Promise<Response> {
-  const request = typeof input === 'string' ? new Request(new URL(input, 'https://gw.test'), init) : input
+  const request =
+    typeof input === 'string' ? new Request(new URL(input, 'https://gw.test'), init) : input
   const ctx = createExecutionContext()
   const res = await worker.fetch(request, gwEnv, ctx)
   await waitOnExecutionContext(ctx)
@@ -114,4 +127,111 @@ export function bearer(token: string): RequestInit {
 
 export async function body(res: Response): Promise<Record<string, unknown>> {
   return (await res.json()) as Record<string, unknown>
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+export function b64u(input: string | Uint8Array): string {
+  const bytes = typeof input === 'string' ? new TextEncoder().encode(input) : input
+  let bin = ''
+  for (const b of bytes) bin += String.fromCharCode(b)
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+}
+
+export function fromB64u(text: string): string {
+  const bin = atob(text.replace(/-/g, '+').replace(/_/g, '/'))
+  return new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)))
+}
+
+/** WebCrypto parameters for a JWS algorithm (ECDSA signatures come out raw r||s, as JWS wants). */
+function signParams(alg: string): Parameters<SubtleCrypto['sign']>[0] {
+  const bits = alg.slice(2)
+  if (alg.startsWith('ES')) return { name: 'ECDSA', hash: `SHA-${bits}` }
+  if (alg.startsWith('RS')) return { name: 'RSASSA-PKCS1-v1_5' }
+  if (alg.startsWith('PS')) return { name: 'RSA-PSS', saltLength: Number(bits) / 8 }
+  if (alg.startsWith('HS')) return { name: 'HMAC' }
+  return { name: 'Ed25519' }
+}
+
+/**
+ * A compact JWS built by hand, so tests can send what jose would refuse to produce: any header
+ * (`crit`, `jku`, `alg: none`), any payload text (duplicate members, lone surrogates), any key.
+ * Objects are JSON-serialised; strings are used verbatim.
+ */
+export async function signRaw(
+  header: Record<string, unknown> | string,
+  payload: JWTPayload | string,
+  key: CryptoKey,
+  alg = typeof header === 'string' ? 'ES256' : String(header.alg),
+): Promise<string> {
+  const enc = (v: unknown) => b64u(typeof v === 'string' ? v : JSON.stringify(v))
+  const input = `${enc(header)}.${enc(payload)}`
+  const sig = await crypto.subtle.sign(signParams(alg), key, new TextEncoder().encode(input))
+  return `${input}.${b64u(new Uint8Array(sig))}`
+}
+
+/** The claims a valid token for the default issuer and audience carries, valid for 5 minutes. */
+export function claims(extra: JWTPayload = {}): JWTPayload {
+  const now = Math.floor(Date.now() / 1000)
+  return { iss: ISSUER, aud: AUDIENCE, sub: 'alice', iat: now, exp: now + 300, ...extra }
+}
+
+export interface LogLine {
+  event?: string
+  reason?: string
+  error?: string
+  [field: string]: unknown
+}
+
+/** Collects the worker's JSON log lines until `restore()`. */
+export function captureLogs(): { lines: LogLine[]; text: () => string; restore: () => void } {
+  const lines: LogLine[] = []
+  const raw: string[] = []
+  const original = console.log
+  console.log = (...args: unknown[]) => {
+    const text = args.map(String).join(' ')
+    raw.push(text)
+    try {
+      lines.push(JSON.parse(text) as LogLine)
+    } catch {
+      // not one of ours
+    }
+  }
+  return { lines, text: () => raw.join('\n'), restore: () => void (console.log = original) }
+}
+
+/** What a refused request must look like: exact status, challenge and JSON body. */
+export async function expectRefusal(
+  res: Response,
+  status: number,
+  wwwAuthenticate: string | null,
+  json: { error: string; error_description: string },
+): Promise<void> {
+  const got = {
+    status: res.status,
+    wwwAuthenticate: res.headers.get('www-authenticate'),
+    contentType: res.headers.get('content-type'),
+    body: await res.json(),
+  }
+  const want = {
+    status,
+    wwwAuthenticate,
+    contentType: 'application/json; charset=utf-8',
+    body: json,
+  }
+  expect(got).toEqual(want)
+}
+
+export const INVALID_TOKEN_CHALLENGE =
+  'Bearer realm="gateway", error="invalid_token", error_description="The access token is invalid"'
+export const INVALID_TOKEN_BODY = {
+  error: 'invalid_token',
+  error_description: 'The access token is invalid',
+}
+
+/** The answer to any token that fails verification: 401 invalid_token, nothing more specific. */
+export function expectInvalidToken(res: Response): Promise<void> {
+  return expectRefusal(res, 401, INVALID_TOKEN_CHALLENGE, INVALID_TOKEN_BODY)
 }

@@ -20,10 +20,22 @@ export interface NamespaceSetup {
   jwksRefuse?: boolean
   /** Issuer named in the discovery document. */
   issuer?: string
+  /** Serve this discovery document instead of the default one (which points at this namespace's JWKS). */
+  discovery?: unknown
+  discoveryStatus?: number
   originStatus?: number
   originDelayMs?: number
   /** Destroy the socket after the origin has sent this many body bytes. */
   originResetAfterBytes?: number
+  /**
+   * Send the status, headers and a first body chunk, then hold the rest until `POST _release`:
+   * a gateway that buffered the response would never hand the test those first bytes.
+   */
+  originHold?: boolean
+  /** Answer with this many pseudo-random bytes in 64 KiB chunks; `x-body-sha256` names their hash. */
+  originBodyBytes?: number
+  /** Extra response headers from the origin. */
+  originHeaders?: Record<string, string | string[]>
 }
 
 interface OriginCall {
@@ -40,6 +52,11 @@ interface Namespace {
   jwksFetches: number
   discoveryFetches: number
   origin: OriginCall[]
+  /** Request body bytes the origin has received so far, across calls (`GET _progress`). */
+  originBytesSeen: number
+  /** Resolves held origin responses (`originHold`). */
+  release: () => void
+  released: Promise<void>
 }
 
 const namespaces = new Map<string, Namespace>()
@@ -47,10 +64,30 @@ const namespaces = new Map<string, Namespace>()
 function ns(id: string): Namespace {
   let n = namespaces.get(id)
   if (!n) {
-    n = { setup: {}, jwksFetches: 0, discoveryFetches: 0, origin: [] }
+    let release = () => {}
+    const released = new Promise<void>((r) => (release = r))
+    n = {
+      setup: {},
+      jwksFetches: 0,
+      discoveryFetches: 0,
+      origin: [],
+      originBytesSeen: 0,
+      release,
+      released,
+    }
     namespaces.set(id, n)
   }
   return n
+}
+
+/** Deterministic, not repeating with any short period, so a dropped or reordered chunk shows. */
+function originBytes(length: number): Buffer {
+  const b = Buffer.alloc(length)
+  for (let i = 0, x = 1; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0
+    b[i] = x >>> 24
+  }
+  return b
 }
 
 function json(res: ServerResponse, status: number, body: unknown, headers = {}): void {
@@ -58,13 +95,17 @@ function json(res: ServerResponse, status: number, body: unknown, headers = {}):
   res.end(JSON.stringify(body))
 }
 
-async function readBody(req: IncomingMessage): Promise<{ bytes: number; sha256: string; text: string }> {
+async function readBody(
+  req: IncomingMessage,
+  onChunk: (bytes: number) => void = () => {},
+): Promise<{ bytes: number; sha256: string; text: string }> {
   const hash = createHash('sha256')
   let bytes = 0
   const small: Buffer[] = []
   for await (const chunk of req as AsyncIterable<Buffer>) {
     hash.update(chunk)
     bytes += chunk.length
+    onChunk(chunk.length)
     if (bytes <= 1 << 20) small.push(chunk)
   }
   return { bytes, sha256: hash.digest('hex'), text: Buffer.concat(small).toString('utf8') }
@@ -92,9 +133,17 @@ async function handle(req: IncomingMessage, res: ServerResponse, base: string): 
       origin: n.origin,
     })
   }
+  if (rest === '/_progress') {
+    return json(res, 200, { originBytesSeen: n.originBytesSeen })
+  }
+  if (rest === '/_release' && req.method === 'POST') {
+    n.release()
+    return json(res, 200, { ok: true })
+  }
   if (rest === '/.well-known/openid-configuration') {
     n.discoveryFetches++
-    return json(res, 200, { issuer: s.issuer, jwks_uri: `${base}/ns/${id}/jwks` })
+    const doc = s.discovery ?? { issuer: s.issuer, jwks_uri: `${base}/ns/${id}/jwks` }
+    return json(res, s.discoveryStatus ?? 200, doc)
   }
   if (rest === '/jwks') {
     n.jwksFetches++
@@ -108,7 +157,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, base: string): 
     return void res.end(s.jwksRaw ?? JSON.stringify(s.jwks ?? { keys: [] }))
   }
   if (rest.startsWith('/origin')) {
-    const body = await readBody(req)
+    const body = await readBody(req, (bytes) => (n.originBytesSeen += bytes))
     const call: OriginCall = {
       method: req.method ?? '',
       url,
@@ -125,7 +174,26 @@ async function handle(req: IncomingMessage, res: ServerResponse, base: string): 
       await sleep(20)
       return void req.socket.destroy()
     }
-    return json(res, s.originStatus ?? 200, call, { 'x-origin': 'stub', 'set-cookie': 'a=1' })
+    const headers = { 'x-origin': 'stub', 'set-cookie': 'a=1', ...s.originHeaders }
+    if (s.originHold) {
+      res.writeHead(s.originStatus ?? 200, { ...headers, 'content-type': 'text/plain' })
+      res.write('first\n')
+      await n.released
+      return void res.end('second\n')
+    }
+    if (s.originBodyBytes !== undefined) {
+      const all = originBytes(s.originBodyBytes)
+      res.writeHead(s.originStatus ?? 200, {
+        ...headers,
+        'content-type': 'application/octet-stream',
+        'x-body-sha256': createHash('sha256').update(all).digest('hex'),
+      })
+      for (let at = 0; at < all.length; at += 65536) {
+        if (!res.write(all.subarray(at, at + 65536))) await new Promise((r) => res.once('drain', r))
+      }
+      return void res.end()
+    }
+    return json(res, s.originStatus ?? 200, call, headers)
   }
   return json(res, 404, { error: 'unknown stub path' })
 }

@@ -6,7 +6,7 @@
 import type { GatewayConfig } from './config'
 import { GatewayError } from './errors'
 import { revocationId, type RevocationList, type RevocationRecord } from './revocation'
-import type { Identity } from './verify'
+import type { Identity, Issuer } from './verify'
 
 /** Largest admin request body read, in bytes. */
 export const MAX_ADMIN_BODY_BYTES = 4 * 1024
@@ -19,6 +19,7 @@ export const MAX_LIST_LIMIT = 1000
 
 export interface AdminDeps {
   readonly config: GatewayConfig
+  readonly issuers: readonly Issuer[]
   readonly revocations: RevocationList | null
   readonly authenticate: (request: Request) => Promise<Identity>
   readonly nowMs: number
@@ -49,7 +50,8 @@ function json(body: unknown, status = 200): Response {
 export async function handleAdmin(request: Request, deps: AdminDeps): Promise<Response> {
   const { config, revocations } = deps
   const path = new URL(request.url).pathname.slice(config.admin.prefix.length)
-  // Without a revocation list there is nothing here to serve.
+  if (path === '/health' && request.method === 'GET') return health(deps)
+  // Without a revocation list there is nothing else here to serve.
   if (revocations === null) throw new GatewayError('not_found')
 
   if (path === '/logout') {
@@ -85,6 +87,32 @@ export async function handleAdmin(request: Request, deps: AdminDeps): Promise<Re
     return new Response(null, { status: 204 })
   }
   throw new GatewayError('not_found')
+}
+
+/**
+ * Unauthenticated, so it says nothing secret: no URLs, no error text, no key ids. Passive: it
+ * reports this isolate's key stores and never triggers a fetch.
+ */
+function health(deps: AdminDeps): Response {
+  const issuers = deps.issuers.map(({ config, keys }) => {
+    const st = keys.status()
+    return {
+      issuer: config.issuer,
+      keys: st.keys,
+      jwksAgeSeconds:
+        st.fetchedAtMs === null ? null : Math.max(0, Math.round((deps.nowMs - st.fetchedAtMs) / 1000)),
+      lastFetch: st.lastAttemptMs === null ? 'none yet' : st.lastError === null ? 'ok' : 'failed',
+    }
+  })
+  const degraded = issuers.some((i) => i.lastFetch === 'failed')
+  return json(
+    {
+      status: degraded ? 'degraded' : 'ok',
+      revocation: deps.revocations === null ? 'off' : 'on',
+      issuers,
+    },
+    200,
+  )
 }
 
 async function logout(request: Request, revocations: RevocationList, deps: AdminDeps) {

@@ -92,6 +92,8 @@ export interface AdminConfig {
 
 export interface GatewayConfig {
   readonly realm: string
+  /** Send `Server-Timing: auth;dur=...` to clients (reveals cache hits; off unless asked for). */
+  readonly serverTiming: boolean
   readonly issuers: readonly IssuerConfig[]
   readonly routes: readonly RouteConfig[]
   /** null when no REVOCATIONS KV namespace is bound: revocation is off. */
@@ -279,7 +281,14 @@ function simpleMode(env: RawEnv): GatewayConfig {
   if (!/^[\x20-\x7e]+$/.test(realm) || /["\\]/.test(realm)) {
     throw new ConfigError('GATEWAY_REALM', 'must be printable ASCII without quotes or backslashes')
   }
-  return { realm, issuers: [iss], routes: [route], revocation: revocation(env), admin: admin(env) }
+  return {
+    realm,
+    serverTiming: flag(env, 'SERVER_TIMING', false),
+    issuers: [iss],
+    routes: [route],
+    revocation: revocation(env),
+    admin: admin(env),
+  }
 }
 
 function revocation(env: RawEnv): RevocationConfig | null {

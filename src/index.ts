@@ -40,7 +40,17 @@ app.use(async (c, next) => {
   }
   c.set('gateway', built.gateway)
   await next()
-  log.end(c.res.status)
+  // The origin's response headers are immutable; a new Response over the same stream is not.
+  const res = new Response(c.res.body, c.res)
+  res.headers.set('x-request-id', log.requestId)
+  const authMs = log.authMs()
+  if (built.gateway.config.serverTiming && authMs !== undefined) {
+    res.headers.append('server-timing', `auth;dur=${authMs}`)
+  }
+  // Cleared first, or Hono would copy the old response's headers over the new one's.
+  c.res = undefined
+  c.res = res
+  log.end(res.status)
 })
 
 /** Credentials -> signature and claims -> revocation. Throws GatewayError; returns who it is. */
@@ -72,6 +82,7 @@ app.all('*', async (c) => {
     c.var.log.admin()
     return handleAdmin(request, {
       config,
+      issuers: gateway.issuers,
       revocations: gateway.revocations,
       authenticate: (r) => authenticate(r, gateway, c.var.log),
       nowMs: Date.now(),

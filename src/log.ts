@@ -16,6 +16,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 export interface RequestLog {
   readonly requestId: string
+  /** Milliseconds spent authenticating, once known. */
+  authMs(): number | undefined
   auth(identity: Identity, ms: number, cached: boolean): void
   fail(err: GatewayError): void
   /** The request was for the gateway's own endpoints, not the origin. */
@@ -34,6 +36,7 @@ export function requestLog(request: Request): RequestLog {
   }
   return {
     requestId: fields.requestId as string,
+    authMs: () => fields.authMs as number | undefined,
     auth(identity, ms, cached) {
       fields.cached = cached
       fields.iss = identity.issuer

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest'
+import { bearer, body, gatewayEnv, makeKey, mint, send, Stub } from './helpers'
+
+describe('request id, Server-Timing and health', () => {
+  it('keeps a well-formed X-Request-Id end to end and replaces a malformed one', async () => {
+    const stub = new Stub()
+    const key = await makeKey('ES256')
+    await stub.publish(key)
+    const gw = gatewayEnv(stub)
+    const token = await mint(key)
+
+    const kept = await send(gw, '/a', { headers: { authorization: `Bearer ${token}`, 'x-request-id': 'abc-123' } })
+    expect(kept.headers.get('x-request-id')).toBe('abc-123')
+    expect(((await body(kept)).headers as Record<string, string>)['x-request-id']).toBe('abc-123')
+
+    const replaced = await send(gw, '/b', {
+      headers: { authorization: `Bearer ${token}`, 'x-request-id': 'bad id<script>' },
+    })
+    const id = replaced.headers.get('x-request-id')
+    expect(id).toMatch(/^[0-9a-f-]{36}$/)
+    expect(((await body(replaced)).headers as Record<string, string>)['x-request-id']).toBe(id)
+
+    // Refusals carry it too, so a client can quote it to the operator.
+    const refused = await send(gw, '/c', { headers: { 'x-request-id': 'r-1' } })
+    expect(refused.status).toBe(401)
+    expect(refused.headers.get('x-request-id')).toBe('r-1')
+  })
+
+  it('sends Server-Timing only when SERVER_TIMING=true', async () => {
+    const stub = new Stub()
+    const key = await makeKey('ES256')
+    await stub.publish(key)
+    const token = await mint(key)
+    const off = await send(gatewayEnv(stub), '/a', bearer(token))
+    expect(off.headers.get('server-timing')).toBeNull()
+    const on = await send(gatewayEnv(stub, { SERVER_TIMING: 'true' }), '/a', bearer(token))
+    expect(on.headers.get('server-timing')).toMatch(/^auth;dur=\d+(\.\d+)?$/)
+  })
+
+  it('reports health without auth and without secrets, degraded after a failed JWKS fetch', async () => {
+    const stub = new Stub()
+    const key = await makeKey('ES256')
+    await stub.publish(key)
+    const gw = gatewayEnv(stub)
+    const cold = await send(gw, '/_gateway/health')
+    expect(cold.status).toBe(200)
+    expect(await body(cold)).toEqual({
+      status: 'ok',
+      revocation: 'on',
+      issuers: [{ issuer: 'https://issuer.test', keys: 0, jwksAgeSeconds: null, lastFetch: 'none yet' }],
+    })
+    expect((await send(gw, '/x', bearer(await mint(key)))).status).toBe(200)
+    expect(await body(await send(gw, '/_gateway/health'))).toMatchObject({
+      status: 'ok',
+      issuers: [{ keys: 1, jwksAgeSeconds: 0, lastFetch: 'ok' }],
+    })
+
+    const down = new Stub()
+    await down.setup({ jwksStatus: 500 })
+    const gw2 = gatewayEnv(down)
+    expect((await send(gw2, '/x', bearer(await mint(key)))).status).toBe(401)
+    const health = await send(gw2, '/_gateway/health')
+    const text = await health.text()
+    expect(JSON.parse(text)).toMatchObject({ status: 'degraded', issuers: [{ lastFetch: 'failed' }] })
+    expect(text).not.toContain('127.0.0.1')
+    expect((await down.calls()).origin).toHaveLength(0)
+  })
+})

@@ -248,7 +248,8 @@ export class KeyStore {
     const cached = entry.imported.get(alg)
     if (cached) return cached
     try {
-      const key = await importJWK({ ...entry.jwk, alg }, alg)
+      // jose imports with the JWK's key_ops as usages; ["sign","verify"] on a public key would fail.
+      const key = await importJWK({ ...entry.jwk, alg, key_ops: ['verify'] }, alg)
       if (!(key instanceof CryptoKey)) throw new Error('not an asymmetric key')
       entry.imported.set(alg, key)
       return key

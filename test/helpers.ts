@@ -78,6 +78,11 @@ export class Stub {
     return ((await res.json()) as { originBytesSeen: number }).originBytesSeen
   }
 
+  /** A fresh RSA private JWK of any size (Node generates it; workerd cannot for odd sizes). */
+  async rsaPrivateJwk(bits: number): Promise<JWK> {
+    return (await fetch(`${this.base}/_rsa/${bits}`)).json()
+  }
+
   /** Let held origin responses (`originHold`) finish. */
   async release(): Promise<void> {
     await (await fetch(`${this.base}/_release`, { method: 'POST' })).body?.cancel()

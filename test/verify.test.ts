@@ -57,6 +57,9 @@ async function asAlg(key: TestKey, alg: string): Promise<TestKey> {
   return { ...key, alg, privateKey: (await importJWK({ ...priv, alg }, alg)) as JoseKey }
 }
 
+/** The key sources a KeyStore takes (JWKS URL or discovery). */
+type KeySourceOf = ConstructorParameters<typeof KeyStore>[0]
+
 describe('algorithms come from config and the key, never the token', () => {
   it('alg none (any case) is refused before any key is fetched', async () => {
     const { stub, key, gw } = await setup()
@@ -406,7 +409,7 @@ describe('claims', () => {
       if (!parsed.ok) throw parsed.error
       const cfg = parsed.config.issuers[0]!
       const issuers: Issuer[] = [
-        { config: cfg, keys: new KeyStore(cfg.keySource, cfg.algorithms, cfg.jwks) },
+        { config: cfg, keys: new KeyStore(cfg.keySource as KeySourceOf, cfg.algorithms, cfg.jwks) },
       ]
       const jwks = JSON.stringify({ keys: [key.publicJwk] })
       const fetch = (async () => new Response(jwks)) as unknown as typeof globalThis.fetch

@@ -3,7 +3,8 @@
  * API and self-service logout. The origin never sees these paths. Does no token verification of
  * its own: logout is handed the pipeline's `authenticate`.
  */
-import type { GatewayConfig } from './config'
+import { publicJwks } from './assertion'
+import type { AssertionKeys, GatewayConfig } from './config'
 import { GatewayError } from './errors'
 import { revocationId, type RevocationList, type RevocationRecord } from './revocation'
 import type { Identity, Issuer } from './verify'
@@ -20,6 +21,7 @@ export const MAX_LIST_LIMIT = 1000
 export interface AdminDeps {
   readonly config: GatewayConfig
   readonly issuers: readonly Issuer[]
+  readonly assertion: AssertionKeys | null
   readonly revocations: RevocationList | null
   readonly authenticate: (request: Request) => Promise<Identity>
   readonly nowMs: number
@@ -51,6 +53,12 @@ export async function handleAdmin(request: Request, deps: AdminDeps): Promise<Re
   const { config, revocations } = deps
   const path = new URL(request.url).pathname.slice(config.admin.prefix.length)
   if (path === '/health' && request.method === 'GET') return health(deps)
+  if (path === '/jwks.json' && request.method === 'GET' && deps.assertion !== null) {
+    const res = json(publicJwks(deps.assertion))
+    // Origins cache it; a rotated-in key is published before it signs (configure it second first).
+    res.headers.set('cache-control', 'public, max-age=300')
+    return res
+  }
   // Without a revocation list there is nothing else here to serve.
   if (revocations === null) throw new GatewayError('not_found')
 

@@ -2,6 +2,7 @@
  * Find the bearer token in a request and check its syntax before any crypto runs.
  * Pure. No I/O. Throws only GatewayError.
  */
+import type { TokenSource } from './config'
 import { GatewayError } from './errors'
 
 /** Largest token accepted, in bytes. Real access tokens are 1-2 KiB; this bounds parsing work. */
@@ -51,6 +52,11 @@ export function bearerToken(authorization: string | null): string | null {
   if (/\s/.test(token)) {
     throw new GatewayError('malformed_request', 'text after the bearer token')
   }
+  return checkedToken(token)
+}
+
+/** The size cap and strict JWS compact syntax, whatever the token came in. */
+function checkedToken(token: string): string {
   // Size first, so a huge header costs no more than a length check.
   if (token.length > MAX_TOKEN_BYTES) {
     throw new GatewayError('token_too_large', `token over ${MAX_TOKEN_BYTES} bytes`)
@@ -59,4 +65,46 @@ export function bearerToken(authorization: string | null): string | null {
     throw new GatewayError('malformed_token', 'not JWS compact serialization')
   }
   return token
+}
+
+/** The values of cookie `name` in a Cookie header (RFC 6265 §5.4 syntax, no decoding). */
+function cookieValues(header: string | null, name: string): string[] {
+  if (header === null) return []
+  const values: string[] = []
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=')
+    if (eq !== -1 && pair.slice(0, eq).trim() === name) values.push(pair.slice(eq + 1).trim())
+  }
+  return values
+}
+
+export interface FoundToken {
+  readonly token: string
+  readonly source: TokenSource
+}
+
+/**
+ * The one token this request carries in the route's sources, or null when it carries none.
+ * A token in two places (or twice in one) is refused: which one is meant would be a guess, and
+ * a gateway and an origin that guess differently disagree about who is calling.
+ */
+export function findToken(request: Request, url: URL, sources: readonly TokenSource[]): FoundToken | null {
+  let found: FoundToken | null = null
+  const take = (token: string, source: TokenSource) => {
+    if (found !== null) throw new GatewayError('malformed_request', 'token in more than one place')
+    found = { token, source }
+  }
+  for (const source of sources) {
+    if (source.kind === 'header') {
+      const token = bearerToken(request.headers.get('authorization'))
+      if (token !== null) take(token, source)
+    } else {
+      const values =
+        source.kind === 'cookie'
+          ? cookieValues(request.headers.get('cookie'), source.name)
+          : url.searchParams.getAll(source.name)
+      for (const v of values) take(checkedToken(v), source)
+    }
+  }
+  return found
 }

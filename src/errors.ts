@@ -8,6 +8,8 @@ export type ReasonCode =
   // the request itself
   | 'missing_token'
   | 'malformed_request'
+  | 'malformed_path'
+  | 'no_route'
   // the token
   | 'malformed_token'
   | 'token_too_large'
@@ -23,6 +25,9 @@ export type ReasonCode =
   | 'bad_claims'
   | 'verify_error'
   | 'token_revoked'
+  // policy
+  | 'insufficient_scope'
+  | 'claim_mismatch'
   // the revocation list and the admin API
   | 'revocation_unavailable'
   | 'admin_unauthorized'
@@ -45,12 +50,16 @@ export class GatewayError extends Error {
    */
   readonly publicDescription: string | undefined
 
-  constructor(code: ReasonCode, detail?: string, publicDescription?: string) {
+  /** insufficient_scope only: the scopes the resource needs (RFC 6750 §3 `scope`). */
+  readonly scope: string | undefined
+
+  constructor(code: ReasonCode, detail?: string, publicDescription?: string, scope?: string) {
     super(code)
     this.name = 'GatewayError'
     this.code = code
     this.detail = detail
     this.publicDescription = publicDescription
+    this.scope = scope
   }
 }
 
@@ -87,6 +96,23 @@ function answerFor(code: ReasonCode): Answer {
         status: 400,
         oauthError: 'invalid_request',
         description: 'The Authorization header is malformed',
+        challenge: true,
+      }
+    case 'malformed_path':
+      return {
+        status: 400,
+        bodyError: 'invalid_request',
+        description: 'The request path is not acceptable',
+        challenge: false,
+      }
+    case 'no_route':
+      return { status: 404, bodyError: 'not_found', description: 'No route for this request', challenge: false }
+    case 'insufficient_scope':
+    case 'claim_mismatch':
+      return {
+        status: 403,
+        oauthError: 'insufficient_scope',
+        description: 'The access token does not grant access to this resource',
         challenge: true,
       }
     case 'token_expired':
@@ -189,6 +215,8 @@ export function toResponse(err: GatewayError, opts: ToResponseOptions): Response
     if (a.oauthError) {
       params.push(`error=${quoted(a.oauthError)}`, `error_description=${quoted(description)}`)
     }
+    // Scope tokens are validated at config time: no quotes or backslashes can reach here.
+    if (err.scope !== undefined) params.push(`scope=${quoted(err.scope)}`)
     headers.set('www-authenticate', `Bearer ${params.join(', ')}`)
   }
   if (a.retryAfterS !== undefined) headers.set('retry-after', String(a.retryAfterS))

@@ -3,12 +3,9 @@
  * I/O through the `fetch` it is given. Bodies are streamed both ways, never buffered.
  */
 import type { RouteConfig } from './config'
+import type { FoundToken } from './credentials'
 import { GatewayError } from './errors'
 import { isIdentityHeader } from './identity'
-
-export interface ForwardDeps {
-  fetch: typeof fetch
-}
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones proxies still see. */
 const HOP_BY_HOP = [
@@ -32,6 +29,9 @@ export function pathAndQuery(url: string): string {
   return hash === -1 ? rest : rest.slice(0, hash)
 }
 
+/** Where the token came from, so that copy can be kept from the origin. */
+export type TokenOrigin = { readonly kind: 'cookie' | 'query' | 'header'; readonly name?: string } | null
+
 /**
  * The headers the origin receives: the client's, minus hop-by-hop, minus Authorization (unless the
  * route keeps it), minus anything identity-shaped, plus ours. Stripping comes first, so nothing a
@@ -40,45 +40,108 @@ export function pathAndQuery(url: string): string {
 export function originHeaders(
   incoming: Headers,
   identity: Iterable<[string, string]>,
-  route: Pick<RouteConfig, 'forwardAuthorization'>,
+  route: Pick<RouteConfig, 'identity' | 'assertion'>,
+  token: TokenOrigin = null,
 ): Headers {
   const out = new Headers(incoming)
+  const cfg = route.identity
   const connection = incoming.get('connection')
   const drop = new Set(HOP_BY_HOP)
   for (const name of connection?.split(',') ?? []) drop.add(name.trim().toLowerCase())
-  if (!route.forwardAuthorization) drop.add('authorization')
+  if (!cfg.keepAuthorization) drop.add('authorization')
+  // Headers we set from claims, and the assertion header, are ours alone, whatever their names.
+  for (const [name] of cfg.claimHeaders) drop.add(name)
+  if (route.assertion) drop.add(route.assertion.header)
+  // The Host header names the gateway; the origin's comes from its URL.
+  drop.add('host')
   for (const name of [...out.keys()]) {
-    if (drop.has(name) || isIdentityHeader(name)) out.delete(name)
+    if (drop.has(name) || isIdentityHeader(name, cfg.prefix)) out.delete(name)
+  }
+  if (token?.kind === 'cookie' && !cfg.keepAuthorization) {
+    const kept = (incoming.get('cookie') ?? '')
+      .split(';')
+      .filter((pair) => pair.split('=')[0]!.trim() !== token.name && pair.trim() !== '')
+      .map((pair) => pair.trim())
+    if (kept.length > 0) out.set('cookie', kept.join('; '))
+    else out.delete('cookie')
   }
   for (const [name, value] of identity) out.set(name, value)
   return out
+}
+
+/** The query with every `name=` parameter removed and every other byte kept as sent. */
+export function withoutQueryParam(pathQuery: string, name: string): string {
+  const q = pathQuery.indexOf('?')
+  if (q === -1) return pathQuery
+  const kept = pathQuery
+    .slice(q + 1)
+    .split('&')
+    .filter((part) => {
+      const key = part.split('=')[0]!
+      let decoded = key
+      try {
+        decoded = decodeURIComponent(key.replaceAll('+', ' '))
+      } catch {
+        // An undecodable name is not the token's parameter.
+      }
+      return decoded !== name
+    })
+  return kept.length > 0 ? `${pathQuery.slice(0, q)}?${kept.join('&')}` : pathQuery.slice(0, q)
+}
+
+export interface ForwardTarget {
+  readonly fetch: (request: Request) => Promise<Response>
+  readonly url: string
 }
 
 export async function forward(
   request: Request,
   route: RouteConfig,
   headers: Headers,
-  deps: ForwardDeps,
+  target: ForwardTarget,
 ): Promise<Response> {
-  const target = route.origin + pathAndQuery(request.url)
   const ac = new AbortController()
   // The timeout covers the wait for the origin's headers only: a long download must not be cut.
   const timer = setTimeout(() => ac.abort(), route.originTimeoutMs)
   try {
     const hasBody = request.method !== 'GET' && request.method !== 'HEAD'
-    return await deps.fetch(target, {
-      method: request.method,
-      headers,
-      body: hasBody ? request.body : null,
-      // The client, not the gateway, decides whether to follow the origin's redirects.
-      redirect: 'manual',
-      signal: ac.signal,
-    })
+    return await target.fetch(
+      new Request(target.url, {
+        method: request.method,
+        headers,
+        body: hasBody ? request.body : null,
+        // The client, not the gateway, decides whether to follow the origin's redirects.
+        redirect: 'manual',
+        signal: ac.signal,
+      }),
+    )
   } catch (err) {
     // The detail (which may name internal hosts) goes to the log only.
-    if (ac.signal.aborted) throw new GatewayError('origin_timeout', `no response in ${route.originTimeoutMs} ms`)
+    if (ac.signal.aborted) {
+      throw new GatewayError('origin_timeout', `no response in ${route.originTimeoutMs} ms`)
+    }
     throw new GatewayError('origin_unreachable', err instanceof Error ? err.message : String(err))
   } finally {
     clearTimeout(timer)
   }
+}
+
+/**
+ * Where the request goes: the route's origin URL (or service binding) plus the path and query
+ * as sent, less the token's query parameter when the token came in the query.
+ */
+export function originTarget(
+  route: RouteConfig,
+  request: Request,
+  found: FoundToken | null,
+  env: Record<string, unknown>,
+  fetcher: (request: Request) => Promise<Response>,
+): ForwardTarget {
+  let pathQuery = pathAndQuery(request.url)
+  if (found?.source.kind === 'query' && !route.identity.keepAuthorization) {
+    pathQuery = withoutQueryParam(pathQuery, found.source.name)
+  }
+  if (route.origin.kind === 'url') return { url: route.origin.url + pathQuery, fetch: fetcher }
+  const service = env[route.origin.binding] as Fetcher
+  return { url: new URL(request.url).origin + pathQuery, fetch: (r) => service.fetch(r) }
 }

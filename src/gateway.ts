@@ -2,8 +2,9 @@
  * The per-isolate gateway: the parsed config and one key store per issuer, built once per `env`.
  * No request handling here; index.ts owns the pipeline.
  */
-import { parseConfig, type ConfigError, type GatewayConfig } from './config'
-import { KeyStore } from './keys'
+import { AssertionSigner } from './assertion'
+import { parseConfig, type ConfigError, type GatewayConfig, type RouteConfig } from './config'
+import { keyProviderFor } from './keys'
 import { RevocationList } from './revocation'
 import { VerifiedTokenCache } from './token-cache'
 import type { Issuer } from './verify'
@@ -14,6 +15,9 @@ export interface Gateway {
   /** null when revocation is off (no REVOCATIONS binding). */
   readonly revocations: RevocationList | null
   readonly verified: VerifiedTokenCache
+  /** Each route's trusted issuers, so verification never even looks at another issuer's keys. */
+  readonly routeIssuers: ReadonlyMap<RouteConfig, readonly Issuer[]>
+  readonly assertion: AssertionSigner | null
 }
 
 export type GatewayResult = { ok: true; gateway: Gateway } | { ok: false; error: ConfigError }
@@ -26,25 +30,7 @@ export function gatewayFor(env: object): GatewayResult {
   let result = built.get(env)
   if (!result) {
     const parsed = parseConfig(env as Record<string, unknown>)
-    result = parsed.ok
-      ? {
-          ok: true,
-          gateway: {
-            config: parsed.config,
-            issuers: parsed.config.issuers.map((config) => ({
-              config,
-              keys: new KeyStore(config.keySource, config.algorithms, config.jwks),
-            })),
-            revocations: parsed.config.revocation
-              ? new RevocationList(
-                  (env as { REVOCATIONS: KVNamespace }).REVOCATIONS,
-                  parsed.config.revocation,
-                )
-              : null,
-            verified: new VerifiedTokenCache(skewOf(parsed.config.issuers)),
-          },
-        }
-      : parsed
+    result = parsed.ok ? { ok: true, gateway: build(parsed.config, env) } : parsed
     built.set(env, result)
   }
   return result
@@ -53,4 +39,23 @@ export function gatewayFor(env: object): GatewayResult {
 function skewOf(issuers: GatewayConfig['issuers']): (issuer: string) => number {
   const skew = new Map(issuers.map((i) => [i.issuer, i.clockSkewS]))
   return (issuer) => skew.get(issuer) ?? 0
+}
+
+function build(config: GatewayConfig, env: object): Gateway {
+  const issuers: Issuer[] = config.issuers.map((c) => ({
+    config: c,
+    keys: keyProviderFor(c.keySource, c.algorithms, c.jwks),
+  }))
+  return {
+    config,
+    issuers,
+    revocations: config.revocation
+      ? new RevocationList((env as { REVOCATIONS: KVNamespace }).REVOCATIONS, config.revocation)
+      : null,
+    verified: new VerifiedTokenCache(skewOf(config.issuers)),
+    routeIssuers: new Map(
+      config.routes.map((r) => [r, issuers.filter((i) => r.issuers.includes(i.config.issuer))]),
+    ),
+    assertion: config.assertion ? new AssertionSigner(config.assertion) : null,
+  }
 }

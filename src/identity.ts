@@ -2,7 +2,8 @@
  * Build the identity headers the origin receives, and the rule that keeps claim values from
  * splitting or forging headers. Pure. No I/O.
  */
-import { IDENTITY_HEADER_PREFIX } from './config'
+import { IDENTITY_HEADER_PREFIX, type IdentityConfig } from './config'
+import { claimAt } from './policy'
 import type { Identity } from './verify'
 
 /** Printable ASCII, no leading or trailing space: safe to send as a header value verbatim. */
@@ -31,18 +32,48 @@ export function base64url(text: string): string {
 }
 
 /**
- * Re-serialised from the verified payload rather than copied from the token, so the origin reads
- * exactly what the gateway checked even if the token's JSON had duplicate member names.
+ * A claim as a header value: strings as they are, numbers and booleans as JSON text, arrays of
+ * those joined with "," when no element contains a comma, anything else as JSON. Then the safe
+ * encoding above. A missing claim gives no header.
  */
-export function identityHeaders(identity: Identity): [string, string][] {
-  return [
-    [`${IDENTITY_HEADER_PREFIX}sub`, encodeHeaderValue(identity.sub)],
-    [`${IDENTITY_HEADER_PREFIX}iss`, encodeHeaderValue(identity.issuer)],
-    [`${IDENTITY_HEADER_PREFIX}claims`, base64url(JSON.stringify(identity.claims))],
-  ]
+export function claimHeaderValue(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined
+  let text: string
+  if (typeof value === 'string') text = value
+  else if (typeof value === 'number' || typeof value === 'boolean') text = String(value)
+  else if (
+    Array.isArray(value) &&
+    value.every((v) => ['string', 'number', 'boolean'].includes(typeof v) && !String(v).includes(','))
+  ) {
+    text = value.join(',')
+  } else text = JSON.stringify(value)
+  return encodeHeaderValue(text)
 }
 
-/** Is this (lower-cased) header name one a client could use to impersonate an identity? */
-export function isIdentityHeader(name: string): boolean {
-  return name.startsWith('x-auth-') || name.startsWith('x_auth_')
+/**
+ * The identity headers for one route. X-Auth-Claims is re-serialised from the verified payload
+ * rather than copied from the token, so the origin reads exactly what the gateway checked even if
+ * the token's JSON had duplicate member names.
+ */
+export function identityHeaders(identity: Identity, cfg: IdentityConfig): [string, string][] {
+  const claims = identity.claims as Record<string, unknown>
+  const out: [string, string][] = [
+    [`${cfg.prefix}sub`, encodeHeaderValue(identity.sub)],
+    [`${cfg.prefix}iss`, encodeHeaderValue(identity.issuer)],
+  ]
+  if (cfg.sendClaims) out.push([`${cfg.prefix}claims`, base64url(JSON.stringify(identity.claims))])
+  for (const [header, path] of cfg.claimHeaders) {
+    const value = claimHeaderValue(claimAt(claims, path))
+    if (value !== undefined) out.push([header, value])
+  }
+  return out
+}
+
+/**
+ * Could a client use this (lower-cased) header name to impersonate an identity? The default
+ * prefixes in both spellings (some servers treat `_` as `-`), and the route's own prefix likewise.
+ */
+export function isIdentityHeader(name: string, prefix: string = IDENTITY_HEADER_PREFIX): boolean {
+  const dashed = name.replaceAll('_', '-')
+  return dashed.startsWith(IDENTITY_HEADER_PREFIX) || dashed.startsWith(prefix.replaceAll('_', '-'))
 }

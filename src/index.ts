@@ -1,17 +1,19 @@
 /**
  * The gateway worker. One request, one pass:
- *   config -> admin paths? -> credentials -> verify (keys) -> revocation -> forward -> origin
+ *   config -> route -> credentials -> verify (keys) -> revocation -> policy -> forward -> origin
  * Any failure becomes a GatewayError, which errors.ts turns into an RFC 6750 response.
  */
 import { Hono } from 'hono'
 import { handleAdmin, isAdminPath } from './admin'
-import { bearerToken } from './credentials'
+import { authenticate, needsAuth, verified } from './authenticate'
+import { bearerToken, findToken } from './credentials'
 import { GatewayError, toResponse } from './errors'
-import { forward, originHeaders } from './forward'
+import { forward, originHeaders, originTarget } from './forward'
 import { gatewayFor, type Gateway } from './gateway'
 import { identityHeaders } from './identity'
 import { requestLog, type RequestLog } from './log'
-import { verifyToken, type Identity } from './verify'
+import { checkPolicy } from './policy'
+import { matchRoute, normalisePath } from './routes'
 
 export interface Env {
   readonly [name: string]: unknown
@@ -21,8 +23,12 @@ type App = { Bindings: Env; Variables: { gateway: Gateway; log: RequestLog } }
 
 const app = new Hono<App>()
 
-// An arrow keeps `this` right: workerd throws "Illegal invocation" for a detached fetch.
-const io = { fetch: (input: RequestInfo | URL, init?: RequestInit) => fetch(input, init), now: Date.now }
+// Arrows keep `this` right: workerd throws "Illegal invocation" for a detached fetch.
+const io = {
+  fetch: (input: RequestInfo | URL, init?: RequestInit) => fetch(input, init),
+  now: () => Date.now(),
+}
+const fetchRequest = (request: Request) => fetch(request)
 
 app.use(async (c, next) => {
   const log = requestLog(c.req.raw)
@@ -35,6 +41,7 @@ app.use(async (c, next) => {
       realm: 'gateway',
       description: `Gateway configuration error: ${built.error.message}`,
     })
+    c.res.headers.set('x-request-id', log.requestId)
     log.end(c.res.status)
     return
   }
@@ -53,48 +60,51 @@ app.use(async (c, next) => {
   log.end(res.status)
 })
 
-/** Credentials -> signature and claims -> revocation. Throws GatewayError; returns who it is. */
-async function authenticate(request: Request, gateway: Gateway, log: RequestLog): Promise<Identity> {
-  const token = bearerToken(request.headers.get('authorization'))
-  if (token === null) throw new GatewayError('missing_token')
-  const started = performance.now()
-  const now = Date.now()
-  let identity = gateway.verified.get(token, now)
-  const cached = identity !== undefined
-  if (!identity) {
-    identity = await verifyToken(token, gateway.issuers, io)
-    gateway.verified.set(token, identity, now)
-  }
-  // Checked on cache hits too: a revocation applies to tokens already verified.
-  const pending = gateway.revocations?.check(identity, now)
-  if (pending) await pending
-  log.auth(identity, performance.now() - started, cached)
-  return identity
-}
-
 app.all('*', async (c) => {
-  const gateway = c.var.gateway
-  const { config } = gateway
+  const { gateway, log } = c.var
   const request = c.req.raw
+  const url = new URL(request.url)
 
   // The gateway's own paths never reach the origin, whatever their method or credentials.
-  if (isAdminPath(new URL(request.url).pathname, config.admin.prefix)) {
-    c.var.log.admin()
-    return handleAdmin(request, {
-      config,
-      issuers: gateway.issuers,
-      revocations: gateway.revocations,
-      authenticate: (r) => authenticate(r, gateway, c.var.log),
-      nowMs: Date.now(),
-    })
-  }
+  if (isAdminPath(url.pathname, gateway.config.admin.prefix)) return admin(request, gateway, log)
 
-  const route = config.routes[0]!
-  const identity = await authenticate(request, gateway, c.var.log)
-  const headers = originHeaders(request.headers, identityHeaders(identity), route)
-  headers.set('x-request-id', c.var.log.requestId)
-  return forward(request, route, headers, io)
+  const route = matchRoute(gateway.config.routes, url.host, normalisePath(url.pathname), request.method)
+  if (route === null) throw new GatewayError('no_route')
+  log.route(route.name)
+
+  const found = needsAuth(route, request) ? findToken(request, url, route.sources) : null
+  const identity = await authenticate(found, route, gateway, log, io)
+  if (identity) checkPolicy(identity, route)
+
+  const headers = originHeaders(
+    request.headers,
+    identity ? identityHeaders(identity, route.identity) : [],
+    route,
+    found?.source ?? null,
+  )
+  if (identity && route.assertion && gateway.assertion) {
+    headers.set(route.assertion.header, await gateway.assertion.sign(identity, route, route.assertion, io.now()))
+  }
+  headers.set('x-request-id', log.requestId)
+  return forward(request, route, headers, originTarget(route, request, found, c.env, fetchRequest))
 })
+
+function admin(request: Request, gateway: Gateway, log: RequestLog): Promise<Response> {
+  log.admin()
+  return handleAdmin(request, {
+    config: gateway.config,
+    issuers: gateway.issuers,
+    revocations: gateway.revocations,
+    assertion: gateway.config.assertion,
+    // Self-service logout authenticates like any Authorization-header route, across all issuers.
+    authenticate: async (r) => {
+      const token = bearerToken(r.headers.get('authorization'))
+      if (token === null) throw new GatewayError('missing_token')
+      return verified(token, gateway.issuers, gateway, log, io)
+    },
+    nowMs: io.now(),
+  })
+}
 
 app.onError((err, c) => {
   const gatewayErr =

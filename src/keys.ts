@@ -4,7 +4,14 @@
  * time comes from `now`. Holds values only, never a promise shared across requests.
  */
 import { importJWK, type JWK } from 'jose'
-import { keyUrl, type Algorithm, type JwksPolicy, type KeySource } from './config'
+import {
+  HMAC_ALGORITHMS,
+  keyUrl,
+  type Algorithm,
+  type JwksPolicy,
+  type JwsAlgorithm,
+  type KeySource,
+} from './config'
 import { GatewayError } from './errors'
 import { log } from './log'
 
@@ -31,8 +38,8 @@ export interface KeyDeps {
 interface KeyEntry {
   readonly jwk: JWK
   /** Algorithms this key may verify: its own `alg`, or those its type allows, within config. */
-  readonly algorithms: readonly Algorithm[]
-  readonly imported: Map<Algorithm, CryptoKey>
+  readonly algorithms: readonly JwsAlgorithm[]
+  readonly imported: Map<JwsAlgorithm, CryptoKey>
 }
 
 export interface KeyStoreStatus {
@@ -76,7 +83,10 @@ function unusable(jwk: JWK): string | null {
   return null
 }
 
-export function parseJwks(body: unknown, allowed: readonly Algorithm[]): Map<string, KeyEntry[]> {
+export function parseJwks(
+  body: unknown,
+  allowed: readonly JwsAlgorithm[],
+): Map<string, KeyEntry[]> {
   const keys = (body as { keys?: unknown } | null)?.keys
   if (!Array.isArray(keys)) throw new Error('JWKS has no "keys" array')
   if (keys.length > MAX_JWKS_KEYS) throw new Error(`JWKS has more than ${MAX_JWKS_KEYS} keys`)
@@ -194,10 +204,22 @@ export class KeyStore {
 
   constructor(
     private readonly source: KeySource,
-    private readonly algorithms: readonly Algorithm[],
+    private readonly algorithms: readonly JwsAlgorithm[],
     private readonly policy: JwksPolicy,
   ) {
+    if (source.kind === 'hmac') throw new TypeError('an HMAC issuer has no key store: use HmacKey')
     this.jwksUrl = source.kind === 'jwks' ? source.url : null
+    if (source.kind === 'static') {
+      // Keys written into the config never go stale and are never fetched.
+      this.keys = parseJwks({ keys: source.keys }, algorithms)
+      this.freshUntilMs = Infinity
+      this.lastAttemptMs = Infinity
+    }
+  }
+
+  private get sourceUrl(): string {
+    const s = this.source
+    return s.kind === 'jwks' || s.kind === 'discovery' ? (this.jwksUrl ?? s.url) : s.kind
   }
 
   status(): KeyStoreStatus {
@@ -213,7 +235,7 @@ export class KeyStore {
   }
 
   /** The key to verify a token with `kid` (possibly absent) and header `alg`. Throws GatewayError. */
-  async keyFor(kid: string | undefined, alg: Algorithm, deps: KeyDeps): Promise<CryptoKey> {
+  async keyFor(kid: string | undefined, alg: JwsAlgorithm, deps: KeyDeps): Promise<CryptoKey> {
     const now = deps.now()
     if (this.keys === null || now >= this.freshUntilMs) await this.refresh(deps)
     let entry = this.find(kid, alg)
@@ -236,7 +258,7 @@ export class KeyStore {
     return now - this.lastAttemptMs >= wait * 1000
   }
 
-  private find(kid: string | undefined, alg: Algorithm): KeyEntry | undefined {
+  private find(kid: string | undefined, alg: JwsAlgorithm): KeyEntry | undefined {
     if (this.keys === null) return undefined
     if (kid !== undefined) return this.keys.get(kid)?.find((e) => e.algorithms.includes(alg))
     // Without a kid, a key is chosen only when exactly one key can verify this algorithm.
@@ -244,7 +266,7 @@ export class KeyStore {
     return candidates.length === 1 ? candidates[0] : undefined
   }
 
-  private async imported(entry: KeyEntry, alg: Algorithm): Promise<CryptoKey> {
+  private async imported(entry: KeyEntry, alg: JwsAlgorithm): Promise<CryptoKey> {
     const cached = entry.imported.get(alg)
     if (cached) return cached
     try {
@@ -297,7 +319,7 @@ export class KeyStore {
     } catch (err) {
       this.lastError = err instanceof Error ? err.message : String(err)
       // Distinct from token failures: operators need to tell an IdP outage from bad tokens.
-      log({ event: 'jwks_fetch_failed', level: 'error', url: this.jwksUrl ?? this.source.url, error: this.lastError, keptStaleKeys: this.keys !== null })
+      log({ event: 'jwks_fetch_failed', level: 'error', url: this.sourceUrl, error: this.lastError, keptStaleKeys: this.keys !== null })
       this.dropIfTooStale(deps.now())
       if (this.source.kind === 'discovery') this.jwksUrl = null
     } finally {
@@ -317,7 +339,7 @@ export class KeyStore {
   private async download(deps: KeyDeps): Promise<{ keys: Map<string, KeyEntry[]>; maxAgeS: number }> {
     const timeout = this.policy.fetchTimeoutMs
     if (this.jwksUrl === null) {
-      const { body } = await fetchJson(this.source.url, timeout, deps)
+      const { body } = await fetchJson(this.sourceUrl, timeout, deps)
       const uri = (body as { jwks_uri?: unknown } | null)?.jwks_uri
       if (typeof uri !== 'string') throw new Error('discovery document has no jwks_uri')
       this.jwksUrl = keyUrl('jwks_uri', uri)
@@ -326,4 +348,47 @@ export class KeyStore {
     const keys = parseJwks(body, this.algorithms)
     return { keys, maxAgeS: freshnessSeconds(cacheControl, this.policy.cacheTtlS) }
   }
+}
+
+/** What verification needs from an issuer's keys, whatever their source. */
+export interface KeyProvider {
+  keyFor(kid: string | undefined, alg: JwsAlgorithm, deps: KeyDeps): Promise<CryptoKey>
+  status(): KeyStoreStatus
+}
+
+const HMAC_HASH: Record<string, string> = { HS256: 'SHA-256', HS384: 'SHA-384', HS512: 'SHA-512' }
+
+/** An issuer that signs with a shared secret. Only HS* reach it; the secret never meets a JWKS. */
+export class HmacKey implements KeyProvider {
+  private readonly imported = new Map<string, CryptoKey>()
+
+  constructor(private readonly secret: string) {}
+
+  async keyFor(_kid: string | undefined, alg: JwsAlgorithm): Promise<CryptoKey> {
+    if (!(HMAC_ALGORITHMS as readonly string[]).includes(alg)) throw new GatewayError('alg_not_allowed')
+    let key = this.imported.get(alg)
+    if (!key) {
+      key = await crypto.subtle.importKey(
+        'raw',
+        new TextEncoder().encode(this.secret),
+        { name: 'HMAC', hash: HMAC_HASH[alg]! },
+        false,
+        ['verify'],
+      )
+      this.imported.set(alg, key)
+    }
+    return key
+  }
+
+  status(): KeyStoreStatus {
+    return { keys: 1, fetchedAtMs: null, lastAttemptMs: null, lastError: null, fetches: 0 }
+  }
+}
+
+export function keyProviderFor(
+  source: KeySource,
+  algorithms: readonly JwsAlgorithm[],
+  policy: JwksPolicy,
+): KeyProvider {
+  return source.kind === 'hmac' ? new HmacKey(source.secret) : new KeyStore(source, algorithms, policy)
 }

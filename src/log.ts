@@ -22,6 +22,7 @@ export interface RequestLog {
   fail(err: GatewayError): void
   /** The request was for the gateway's own endpoints, not the origin. */
   admin(): void
+  route(name: string): void
   end(status: number): void
 }
 
@@ -50,6 +51,9 @@ export function requestLog(request: Request): RequestLog {
     },
     admin() {
       fields.route = 'admin'
+    },
+    route(name) {
+      fields.route = name
     },
     end(status) {
       fields.status = status

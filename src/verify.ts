@@ -5,23 +5,23 @@
  * I/O only through the KeyStore; time comes from the caller.
  */
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose'
-import type { Algorithm, IssuerConfig } from './config'
+import type { IssuerConfig, JwsAlgorithm } from './config'
 import { GatewayError, type ReasonCode } from './errors'
-import type { KeyDeps, KeyStore } from './keys'
+import type { KeyDeps, KeyProvider } from './keys'
 
 /** Longest `kid` looked up; longer ones cannot be in any sane JWKS. */
 export const MAX_KID_LENGTH = 256
 
 export interface Issuer {
   readonly config: IssuerConfig
-  readonly keys: KeyStore
+  readonly keys: KeyProvider
 }
 
 export interface Identity {
   readonly issuer: string
   readonly sub: string
   readonly kid: string | undefined
-  readonly alg: Algorithm
+  readonly alg: JwsAlgorithm
   /** The verified payload, as jose parsed it. */
   readonly claims: JWTPayload
 }
@@ -84,7 +84,7 @@ export async function verifyToken(
     throw new GatewayError('bad_typ', 'typ is not accepted')
   }
 
-  const key = await issuer.keys.keyFor(kid, alg as Algorithm, deps)
+  const key = await issuer.keys.keyFor(kid, alg as JwsAlgorithm, deps)
   let claims: JWTPayload
   try {
     const result = await jwtVerify(token, key, {
@@ -93,7 +93,9 @@ export async function verifyToken(
       audience: [...cfg.audiences],
       clockTolerance: cfg.clockSkewS,
       currentDate: new Date(deps.now()),
-      requiredClaims: ['exp', 'sub'],
+      requiredClaims: cfg.maxTokenAgeS === null ? ['exp', 'sub'] : ['exp', 'sub', 'iat'],
+      // jose checks iat against it (with the same leeway); a token older than this is refused.
+      ...(cfg.maxTokenAgeS === null ? {} : { maxTokenAge: cfg.maxTokenAgeS }),
     })
     claims = result.payload
   } catch (err) {
@@ -105,7 +107,7 @@ export async function verifyToken(
   if (claims.iat !== undefined && typeof claims.iat !== 'number') {
     throw new GatewayError('bad_claims', 'iat is not a number')
   }
-  return { issuer: cfg.issuer, sub: claims.sub, kid, alg: alg as Algorithm, claims }
+  return { issuer: cfg.issuer, sub: claims.sub, kid, alg: alg as JwsAlgorithm, claims }
 }
 
 /** Media types compare case-insensitively, and `application/` may be omitted (RFC 7515 §4.1.9). */

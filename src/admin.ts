@@ -108,7 +108,9 @@ function health(deps: AdminDeps): Response {
       issuer: config.issuer,
       keys: st.keys,
       jwksAgeSeconds:
-        st.fetchedAtMs === null ? null : Math.max(0, Math.round((deps.nowMs - st.fetchedAtMs) / 1000)),
+        st.fetchedAtMs === null
+          ? null
+          : Math.max(0, Math.round((deps.nowMs - st.fetchedAtMs) / 1000)),
       lastFetch: st.lastAttemptMs === null ? 'none yet' : st.lastError === null ? 'ok' : 'failed',
     }
   })
@@ -127,7 +129,9 @@ async function logout(request: Request, revocations: RevocationList, deps: Admin
   const identity = await deps.authenticate(request)
   const jti = identity.claims.jti
   if (typeof jti !== 'string') {
-    throw bad('This token has no jti and cannot be revoked on its own; ask an admin to revoke its subject')
+    throw bad(
+      'This token has no jti and cannot be revoked on its own; ask an admin to revoke its subject',
+    )
   }
   const record: RevocationRecord = {
     id: await revocationId('jti', identity.issuer, jti),
@@ -216,7 +220,8 @@ export async function parseRevocation(
 
   let iss: string
   if (body.iss === undefined) {
-    if (config.issuers.length !== 1) throw bad('"iss" is required when several issuers are configured')
+    if (config.issuers.length !== 1)
+      throw bad('"iss" is required when several issuers are configured')
     iss = config.issuers[0]!.issuer
   } else if (typeof body.iss !== 'string' || !config.issuers.some((i) => i.issuer === body.iss)) {
     throw bad('"iss" must be a configured issuer')

@@ -30,7 +30,12 @@ export class AssertionSigner {
 
   constructor(private readonly keys: AssertionKeys) {}
 
-  async sign(identity: Identity, route: RouteConfig, cfg: AssertionConfig, nowMs: number): Promise<string> {
+  async sign(
+    identity: Identity,
+    route: RouteConfig,
+    cfg: AssertionConfig,
+    nowMs: number,
+  ): Promise<string> {
     const signer = this.keys.keys[0]!
     const alg = algOf(signer)
     if (this.key === null) {
@@ -46,7 +51,9 @@ export class AssertionSigner {
     return new SignJWT({ ...claims, orig_iss: identity.issuer })
       .setProtectedHeader({ alg, kid: signer.kid!, typ: 'JWT' })
       .setIssuer(this.keys.issuer)
-      .setAudience(route.origin.kind === 'url' ? route.origin.url : `service:${route.origin.binding}`)
+      .setAudience(
+        route.origin.kind === 'url' ? route.origin.url : `service:${route.origin.binding}`,
+      )
       .setSubject(identity.sub)
       .setIssuedAt(now)
       .setExpirationTime(now + cfg.ttlS)

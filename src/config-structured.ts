@@ -113,17 +113,26 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
     const name = required(o, 'hmacSecret', at('hmacSecret'))
     const secret = env[name]
     if (typeof secret !== 'string') {
-      throw new ConfigError(at('hmacSecret'), `names secret ${name}, which is not set (wrangler secret put ${name})`)
+      throw new ConfigError(
+        at('hmacSecret'),
+        `names secret ${name}, which is not set (wrangler secret put ${name})`,
+      )
     }
     if (new TextEncoder().encode(secret).length < MIN_HMAC_SECRET_BYTES) {
-      throw new ConfigError(at('hmacSecret'), `secret ${name} must be at least ${MIN_HMAC_SECRET_BYTES} bytes`)
+      throw new ConfigError(
+        at('hmacSecret'),
+        `secret ${name} must be at least ${MIN_HMAC_SECRET_BYTES} bytes`,
+      )
     }
     keySource = { kind: 'hmac', secret }
     const wanted = list(o, 'algorithms', at('algorithms')) ?? ['HS256']
     for (const a of wanted) {
       // An HMAC issuer verifies only HMAC, so its secret can never meet an asymmetric key's bytes.
       if (!(HMAC_ALGORITHMS as readonly string[]).includes(a)) {
-        throw new ConfigError(at('algorithms'), `"${a}" is not an HMAC algorithm (HS256, HS384, HS512)`)
+        throw new ConfigError(
+          at('algorithms'),
+          `"${a}" is not an HMAC algorithm (HS256, HS384, HS512)`,
+        )
       }
     }
     algs = wanted as HmacAlgorithm[]
@@ -137,15 +146,24 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
       keys.forEach((k, i) => {
         const jwk = object(k, `${at('keys')}[${i}]`)
         if (jwk.d !== undefined || jwk.kty === 'oct') {
-          throw new ConfigError(`${at('keys')}[${i}]`, 'must be a public key (no private or symmetric keys)')
+          throw new ConfigError(
+            `${at('keys')}[${i}]`,
+            'must be a public key (no private or symmetric keys)',
+          )
         }
       })
       keySource = { kind: 'static', keys: keys as JWK[] }
     } else if (o.jwksUrl !== undefined) {
-      keySource = { kind: 'jwks', url: keyUrl(at('jwksUrl'), required(o, 'jwksUrl', at('jwksUrl'))) }
+      keySource = {
+        kind: 'jwks',
+        url: keyUrl(at('jwksUrl'), required(o, 'jwksUrl', at('jwksUrl'))),
+      }
     } else {
       if (o.discovery !== undefined && !flag(o, 'discovery', true, at('discovery'))) {
-        throw new ConfigError(path, 'needs a key source: jwksUrl, keys, hmacSecret or discovery = true')
+        throw new ConfigError(
+          path,
+          'needs a key source: jwksUrl, keys, hmacSecret or discovery = true',
+        )
       }
       keySource = { kind: 'discovery', url: discoveryUrl(issuer, at('issuer')) }
     }
@@ -158,9 +176,18 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
     keySource,
     audiences,
     algorithms: algs,
-    clockSkewS: integer(o, 'clockSkewSeconds', DEFAULT_CLOCK_SKEW_S, 0, MAX_CLOCK_SKEW_S, at('clockSkewSeconds')),
+    clockSkewS: integer(
+      o,
+      'clockSkewSeconds',
+      DEFAULT_CLOCK_SKEW_S,
+      0,
+      MAX_CLOCK_SKEW_S,
+      at('clockSkewSeconds'),
+    ),
     maxTokenAgeS:
-      maxAge === undefined ? null : integer(o, 'maxTokenAgeSeconds', 0, 1, 365 * 86_400, at('maxTokenAgeSeconds')),
+      maxAge === undefined
+        ? null
+        : integer(o, 'maxTokenAgeSeconds', 0, 1, 365 * 86_400, at('maxTokenAgeSeconds')),
     types: types ?? [...DEFAULT_TOKEN_TYPES],
     typeOptional: types === undefined,
     jwks: jwksPolicy(o, at, {
@@ -244,7 +271,10 @@ function identityOf(o: Obj, path: string): IdentityConfig {
   only(id, path, ['prefix', 'headers', 'sendClaims', 'keepAuthorization'])
   const prefix = (text(id, 'prefix', `${path}.prefix`) ?? IDENTITY_HEADER_PREFIX).toLowerCase()
   if (!/^[a-z0-9][a-z0-9_-]*[-_]$/.test(prefix)) {
-    throw new ConfigError(`${path}.prefix`, `must be a header-name prefix ending in - or _ (got "${prefix}")`)
+    throw new ConfigError(
+      `${path}.prefix`,
+      `must be a header-name prefix ending in - or _ (got "${prefix}")`,
+    )
   }
   const headers = id.headers === undefined ? {} : object(id.headers, `${path}.headers`)
   const claimHeaders = Object.entries(headers).map(([name, claim]): [string, string] => {
@@ -275,11 +305,23 @@ function assertionOf(o: Obj, path: string): AssertionConfig | null {
   return {
     header,
     claims: list(a, 'claims', `${path}.claims`) ?? [],
-    ttlS: integer(a, 'ttlSeconds', DEFAULT_ASSERTION_TTL_S, 5, MAX_ASSERTION_TTL_S, `${path}.ttlSeconds`),
+    ttlS: integer(
+      a,
+      'ttlSeconds',
+      DEFAULT_ASSERTION_TTL_S,
+      5,
+      MAX_ASSERTION_TTL_S,
+      `${path}.ttlSeconds`,
+    ),
   }
 }
 
-function routeOf(raw: unknown, path: string, env: RawEnv, issuers: readonly IssuerConfig[]): RouteConfig {
+function routeOf(
+  raw: unknown,
+  path: string,
+  env: RawEnv,
+  issuers: readonly IssuerConfig[],
+): RouteConfig {
   const o = object(raw, path)
   only(o, path, ROUTE_FIELDS)
   const at = (k: string) => `${path}.${k}`
@@ -306,13 +348,17 @@ function routeOf(raw: unknown, path: string, env: RawEnv, issuers: readonly Issu
   const known = issuers.map((i) => i.issuer)
   const routeIssuers = list(o, 'issuers', at('issuers')) ?? known
   for (const iss of routeIssuers) {
-    if (!known.includes(iss)) throw new ConfigError(at('issuers'), `"${iss}" is not in GATEWAY.issuers`)
+    if (!known.includes(iss))
+      throw new ConfigError(at('issuers'), `"${iss}" is not in GATEWAY.issuers`)
   }
   const audiences = list(o, 'audiences', at('audiences')) ?? null
-  const reachable = new Set(issuers.filter((i) => routeIssuers.includes(i.issuer)).flatMap((i) => i.audiences))
+  const reachable = new Set(
+    issuers.filter((i) => routeIssuers.includes(i.issuer)).flatMap((i) => i.audiences),
+  )
   for (const aud of audiences ?? []) {
     // A route audience no allowed issuer accepts could never match: a config mistake, not a policy.
-    if (!reachable.has(aud)) throw new ConfigError(at('audiences'), `"${aud}" is not an audience of the route's issuers`)
+    if (!reachable.has(aud))
+      throw new ConfigError(at('audiences'), `"${aud}" is not an audience of the route's issuers`)
   }
   const methods = list(o, 'methods', at('methods'))?.map((m) => m.toUpperCase()) ?? null
   for (const m of methods ?? []) {
@@ -325,7 +371,8 @@ function routeOf(raw: unknown, path: string, env: RawEnv, issuers: readonly Issu
   const scopes = list(o, 'scopes', at('scopes')) ?? []
   for (const scope of scopes) {
     // Scopes end up in a WWW-Authenticate quoted-string (RFC 6749 §3.3 scope-token).
-    if (!/^[\x21\x23-\x5b\x5d-\x7e]+$/.test(scope)) throw new ConfigError(at('scopes'), `"${scope}" is not a scope token`)
+    if (!/^[\x21\x23-\x5b\x5d-\x7e]+$/.test(scope))
+      throw new ConfigError(at('scopes'), `"${scope}" is not a scope token`)
   }
   return {
     name: path,
@@ -341,7 +388,14 @@ function routeOf(raw: unknown, path: string, env: RawEnv, issuers: readonly Issu
     sources: tokenSources(o, at('tokenSources')),
     identity: identityOf(o, at('identity')),
     cors: flag(o, 'cors', false, at('cors')),
-    originTimeoutMs: integer(o, 'originTimeoutMs', DEFAULT_ORIGIN_TIMEOUT_MS, 100, 600_000, at('originTimeoutMs')),
+    originTimeoutMs: integer(
+      o,
+      'originTimeoutMs',
+      DEFAULT_ORIGIN_TIMEOUT_MS,
+      100,
+      600_000,
+      at('originTimeoutMs'),
+    ),
     assertion: assertionOf(o, at('assertion')),
   }
 }
@@ -371,7 +425,8 @@ function assertionKeys(o: Obj, env: RawEnv, needed: boolean): AssertionKeys | nu
     keys.push(jwk)
   }
   if (keys.length === 0) {
-    if (needed) throw new ConfigError(names[0]!, 'is required: a route asks for a signed identity assertion')
+    if (needed)
+      throw new ConfigError(names[0]!, 'is required: a route asks for a signed identity assertion')
     return null
   }
   return { issuer: text(a, 'issuer', `${path}.issuer`) ?? DEFAULT_ASSERTION_ISSUER, keys }
@@ -388,16 +443,24 @@ export function structuredMode(env: RawEnv): GatewayConfig {
     seen.add(iss.issuer)
   })
   const rawRoutes = array(g, 'routes', 'GATEWAY.routes')
-  if (!rawRoutes || rawRoutes.length === 0) throw new ConfigError('GATEWAY.routes', 'needs at least one route')
+  if (!rawRoutes || rawRoutes.length === 0)
+    throw new ConfigError('GATEWAY.routes', 'needs at least one route')
   const routes = rawRoutes.map((raw, i) => routeOf(raw, `GATEWAY.routes[${i}]`, env, issuers))
   routes.forEach((r, i) => {
     if (r.auth !== 'public' && r.issuers.length === 0) {
-      throw new ConfigError(`GATEWAY.routes[${i}].issuers`, 'an authenticated route needs an issuer')
+      throw new ConfigError(
+        `GATEWAY.routes[${i}].issuers`,
+        'an authenticated route needs an issuer',
+      )
     }
     const twin = routes.findIndex(
-      (o) => o.host === r.host && o.pathPrefix === r.pathPrefix && String(o.methods) === String(r.methods),
+      (o) =>
+        o.host === r.host &&
+        o.pathPrefix === r.pathPrefix &&
+        String(o.methods) === String(r.methods),
     )
-    if (twin !== i) throw new ConfigError(`GATEWAY.routes[${i}]`, `matches exactly what routes[${twin}] matches`)
+    if (twin !== i)
+      throw new ConfigError(`GATEWAY.routes[${i}]`, `matches exactly what routes[${twin}] matches`)
   })
   return {
     realm: realmOf(text(g, 'realm', 'GATEWAY.realm'), 'GATEWAY.realm'),
@@ -406,6 +469,10 @@ export function structuredMode(env: RawEnv): GatewayConfig {
     routes,
     revocation: revocation(env),
     admin: admin(env),
-    assertion: assertionKeys(g, env, routes.some((r) => r.assertion !== null)),
+    assertion: assertionKeys(
+      g,
+      env,
+      routes.some((r) => r.assertion !== null),
+    ),
   }
 }

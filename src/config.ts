@@ -423,7 +423,11 @@ function simpleMode(env: RawEnv): GatewayConfig {
 export function revocation(env: RawEnv): RevocationConfig | null {
   const kv = env.REVOCATIONS
   if (kv === undefined) return null
-  if (typeof kv !== 'object' || kv === null || typeof (kv as { get?: unknown }).get !== 'function') {
+  if (
+    typeof kv !== 'object' ||
+    kv === null ||
+    typeof (kv as { get?: unknown }).get !== 'function'
+  ) {
     throw new ConfigError('REVOCATIONS', 'must be a KV namespace binding')
   }
   return {
@@ -441,7 +445,10 @@ export function revocation(env: RawEnv): RevocationConfig | null {
 
 export function admin(env: RawEnv): AdminConfig {
   const prefix = text(env, 'ADMIN_PATH_PREFIX') ?? DEFAULT_ADMIN_PREFIX
-  if (!/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/.test(prefix) || prefix.split('/').includes('..')) {
+  if (
+    !/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/.test(prefix) ||
+    prefix.split('/').includes('..')
+  ) {
     throw new ConfigError('ADMIN_PATH_PREFIX', `must be a path like /_gateway (got "${prefix}")`)
   }
   const token = text(env, 'ADMIN_TOKEN') ?? null
@@ -451,7 +458,10 @@ export function admin(env: RawEnv): AdminConfig {
     }
     // An admin API with nowhere to write would accept revocations and enforce none.
     if (env.REVOCATIONS === undefined) {
-      throw new ConfigError('REVOCATIONS', 'a KV namespace binding is required when ADMIN_TOKEN is set')
+      throw new ConfigError(
+        'REVOCATIONS',
+        'a KV namespace binding is required when ADMIN_TOKEN is set',
+      )
     }
   }
   return { prefix, token }

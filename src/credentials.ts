@@ -42,7 +42,8 @@ export function bearerToken(authorization: string | null): string | null {
     throw new GatewayError('malformed_request', 'several credentials in Authorization')
   }
   const m = SCHEME.exec(authorization)
-  if (!m) throw new GatewayError('malformed_request', 'Authorization is not "<scheme> <credentials>"')
+  if (!m)
+    throw new GatewayError('malformed_request', 'Authorization is not "<scheme> <credentials>"')
   // Another scheme (Basic, DPoP, ...) is not a bearer credential: answer as if none was sent.
   if (m[1]!.toLowerCase() !== 'bearer') return null
   const token = m[2]
@@ -88,7 +89,11 @@ export interface FoundToken {
  * A token in two places (or twice in one) is refused: which one is meant would be a guess, and
  * a gateway and an origin that guess differently disagree about who is calling.
  */
-export function findToken(request: Request, url: URL, sources: readonly TokenSource[]): FoundToken | null {
+export function findToken(
+  request: Request,
+  url: URL,
+  sources: readonly TokenSource[],
+): FoundToken | null {
   let found: FoundToken | null = null
   const take = (token: string, source: TokenSource) => {
     if (found !== null) throw new GatewayError('malformed_request', 'token in more than one place')

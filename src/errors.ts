@@ -106,7 +106,12 @@ function answerFor(code: ReasonCode): Answer {
         challenge: false,
       }
     case 'no_route':
-      return { status: 404, bodyError: 'not_found', description: 'No route for this request', challenge: false }
+      return {
+        status: 404,
+        bodyError: 'not_found',
+        description: 'No route for this request',
+        challenge: false,
+      }
     case 'insufficient_scope':
     case 'claim_mismatch':
       return {

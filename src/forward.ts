@@ -20,17 +20,22 @@ const HOP_BY_HOP = [
   'upgrade',
 ]
 
-/** Path and query exactly as the client sent them (no re-encoding by a URL parser). */
+/**
+ * The path as the URL parser resolved it (dot segments, including `%2e` spellings, removed, so a
+ * request can never climb above the origin's base path) and the query exactly as sent.
+ */
 export function pathAndQuery(url: string): string {
-  const afterScheme = url.indexOf('//') + 2
-  const slash = url.indexOf('/', afterScheme)
-  const rest = slash === -1 ? '/' : url.slice(slash)
-  const hash = rest.indexOf('#')
-  return hash === -1 ? rest : rest.slice(0, hash)
+  const hash = url.indexOf('#')
+  const raw = hash === -1 ? url : url.slice(0, hash)
+  const q = raw.indexOf('?')
+  return new URL(raw).pathname + (q === -1 ? '' : raw.slice(q))
 }
 
 /** Where the token came from, so that copy can be kept from the origin. */
-export type TokenOrigin = { readonly kind: 'cookie' | 'query' | 'header'; readonly name?: string } | null
+export type TokenOrigin = {
+  readonly kind: 'cookie' | 'query' | 'header'
+  readonly name?: string
+} | null
 
 /**
  * The headers the origin receives: the client's, minus hop-by-hop, minus Authorization (unless the

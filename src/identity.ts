@@ -18,7 +18,15 @@ const ENCODED_MARKER = "utf-8''"
  */
 export function encodeHeaderValue(value: string): string {
   if (SAFE_VALUE.test(value) && !value.toLowerCase().startsWith(ENCODED_MARKER)) return value
-  return ENCODED_MARKER + encodeURIComponent(value).replace(/['()*!]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+  return (
+    ENCODED_MARKER +
+    // A lone surrogate is not text and would make encodeURIComponent throw: it becomes U+FFFD
+    // (X-Auth-Claims still carries the exact claims; `sub` itself is refused in verify.ts).
+    encodeURIComponent(value.toWellFormed()).replace(
+      /['()*!]/g,
+      (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+    )
+  )
 }
 
 /** base64url without padding of a UTF-8 string. */
@@ -43,7 +51,9 @@ export function claimHeaderValue(value: unknown): string | undefined {
   else if (typeof value === 'number' || typeof value === 'boolean') text = String(value)
   else if (
     Array.isArray(value) &&
-    value.every((v) => ['string', 'number', 'boolean'].includes(typeof v) && !String(v).includes(','))
+    value.every(
+      (v) => ['string', 'number', 'boolean'].includes(typeof v) && !String(v).includes(','),
+    )
   ) {
     text = value.join(',')
   } else text = JSON.stringify(value)

@@ -13,7 +13,7 @@ import { gatewayFor, type Gateway } from './gateway'
 import { identityHeaders } from './identity'
 import { requestLog, type RequestLog } from './log'
 import { checkPolicy } from './policy'
-import { matchRoute, normalisePath } from './routes'
+import { matchPath, matchRoute } from './routes'
 
 export interface Env {
   readonly [name: string]: unknown
@@ -68,7 +68,7 @@ app.all('*', async (c) => {
   // The gateway's own paths never reach the origin, whatever their method or credentials.
   if (isAdminPath(url.pathname, gateway.config.admin.prefix)) return admin(request, gateway, log)
 
-  const route = matchRoute(gateway.config.routes, url.host, normalisePath(url.pathname), request.method)
+  const route = matchRoute(gateway.config.routes, url.host, matchPath(url.pathname), request.method)
   if (route === null) throw new GatewayError('no_route')
   log.route(route.name)
 
@@ -83,7 +83,10 @@ app.all('*', async (c) => {
     found?.source ?? null,
   )
   if (identity && route.assertion && gateway.assertion) {
-    headers.set(route.assertion.header, await gateway.assertion.sign(identity, route, route.assertion, io.now()))
+    headers.set(
+      route.assertion.header,
+      await gateway.assertion.sign(identity, route, route.assertion, io.now()),
+    )
   }
   headers.set('x-request-id', log.requestId)
   return forward(request, route, headers, originTarget(route, request, found, c.env, fetchRequest))

@@ -71,7 +71,10 @@ function unusable(jwk: JWK): string | null {
   if (jwk.kty === 'oct') return 'symmetric key'
   if (jwk.d !== undefined) return 'private key material'
   if (jwk.use !== undefined && jwk.use !== 'sig') return `use is ${String(jwk.use)}`
-  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) {
+  if (
+    jwk.key_ops !== undefined &&
+    !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))
+  ) {
     return 'key_ops lacks verify'
   }
   if (jwk.kid !== undefined && typeof jwk.kid !== 'string') return 'kid is not a string'
@@ -102,7 +105,11 @@ export function parseJwks(
         ? typeAlgs.filter((a) => a === jwk.alg && allowed.includes(a))
         : typeAlgs.filter((a) => allowed.includes(a))
     if (why || algs.length === 0) {
-      log({ event: 'jwks_key_skipped', kid: typeof jwk.kid === 'string' ? jwk.kid : undefined, why: why ?? 'no allowed algorithm' })
+      log({
+        event: 'jwks_key_skipped',
+        kid: typeof jwk.kid === 'string' ? jwk.kid : undefined,
+        why: why ?? 'no allowed algorithm',
+      })
       continue
     }
     const kid = jwk.kid ?? ''
@@ -246,7 +253,8 @@ export class KeyStore {
       entry = this.find(kid, alg)
     }
     if (!entry) {
-      if (this.keys === null) throw new GatewayError('jwks_unavailable', this.lastError ?? undefined)
+      if (this.keys === null)
+        throw new GatewayError('jwks_unavailable', this.lastError ?? undefined)
       throw new GatewayError('unknown_kid')
     }
     return this.imported(entry, alg)
@@ -254,7 +262,10 @@ export class KeyStore {
 
   private mayFetch(now: number): boolean {
     if (this.lastAttemptMs === null) return true
-    const wait = this.keys === null ? Math.min(JWKS_EMPTY_RETRY_S, this.policy.refreshCooldownS) : this.policy.refreshCooldownS
+    const wait =
+      this.keys === null
+        ? Math.min(JWKS_EMPTY_RETRY_S, this.policy.refreshCooldownS)
+        : this.policy.refreshCooldownS
     return now - this.lastAttemptMs >= wait * 1000
   }
 
@@ -319,7 +330,13 @@ export class KeyStore {
     } catch (err) {
       this.lastError = err instanceof Error ? err.message : String(err)
       // Distinct from token failures: operators need to tell an IdP outage from bad tokens.
-      log({ event: 'jwks_fetch_failed', level: 'error', url: this.sourceUrl, error: this.lastError, keptStaleKeys: this.keys !== null })
+      log({
+        event: 'jwks_fetch_failed',
+        level: 'error',
+        url: this.sourceUrl,
+        error: this.lastError,
+        keptStaleKeys: this.keys !== null,
+      })
       this.dropIfTooStale(deps.now())
       if (this.source.kind === 'discovery') this.jwksUrl = null
     } finally {
@@ -336,7 +353,9 @@ export class KeyStore {
     }
   }
 
-  private async download(deps: KeyDeps): Promise<{ keys: Map<string, KeyEntry[]>; maxAgeS: number }> {
+  private async download(
+    deps: KeyDeps,
+  ): Promise<{ keys: Map<string, KeyEntry[]>; maxAgeS: number }> {
     const timeout = this.policy.fetchTimeoutMs
     if (this.jwksUrl === null) {
       const { body } = await fetchJson(this.sourceUrl, timeout, deps)
@@ -365,7 +384,8 @@ export class HmacKey implements KeyProvider {
   constructor(private readonly secret: string) {}
 
   async keyFor(_kid: string | undefined, alg: JwsAlgorithm): Promise<CryptoKey> {
-    if (!(HMAC_ALGORITHMS as readonly string[]).includes(alg)) throw new GatewayError('alg_not_allowed')
+    if (!(HMAC_ALGORITHMS as readonly string[]).includes(alg))
+      throw new GatewayError('alg_not_allowed')
     let key = this.imported.get(alg)
     if (!key) {
       key = await crypto.subtle.importKey(
@@ -390,5 +410,7 @@ export function keyProviderFor(
   algorithms: readonly JwsAlgorithm[],
   policy: JwksPolicy,
 ): KeyProvider {
-  return source.kind === 'hmac' ? new HmacKey(source.secret) : new KeyStore(source, algorithms, policy)
+  return source.kind === 'hmac'
+    ? new HmacKey(source.secret)
+    : new KeyStore(source, algorithms, policy)
 }

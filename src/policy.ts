@@ -19,8 +19,10 @@ export function claimAt(claims: Record<string, unknown>, path: string): unknown 
 /** Granted scopes: `scope` as a space-delimited string (RFC 8693 / 9068) or `scp` as an array. */
 export function grantedScopes(claims: Record<string, unknown>): Set<string> {
   const granted = new Set<string>()
-  if (typeof claims.scope === 'string') for (const s of claims.scope.split(' ')) if (s) granted.add(s)
-  if (Array.isArray(claims.scp)) for (const s of claims.scp) if (typeof s === 'string') granted.add(s)
+  if (typeof claims.scope === 'string')
+    for (const s of claims.scope.split(' ')) if (s) granted.add(s)
+  if (Array.isArray(claims.scp))
+    for (const s of claims.scp) if (typeof s === 'string') granted.add(s)
   return granted
 }
 
@@ -34,7 +36,8 @@ function ruleHolds(rule: ClaimRule, claims: Record<string, unknown>): boolean {
   if ('equals' in rule) return same(value, rule.equals)
   if ('oneOf' in rule) return rule.oneOf.some((v) => same(value, v))
   if (Array.isArray(value)) return value.some((v) => same(v, rule.contains))
-  if (typeof value === 'string') return typeof rule.contains === 'string' && value.split(' ').includes(rule.contains)
+  if (typeof value === 'string')
+    return typeof rule.contains === 'string' && value.split(' ').includes(rule.contains)
   return false
 }
 
@@ -53,10 +56,16 @@ export function checkPolicy(identity: Identity, route: RouteConfig): void {
   if (route.scopes.length > 0) {
     const granted = grantedScopes(claims)
     if (!route.scopes.every((s) => granted.has(s))) {
-      throw new GatewayError('insufficient_scope', 'missing scope', undefined, route.scopes.join(' '))
+      throw new GatewayError(
+        'insufficient_scope',
+        'missing scope',
+        undefined,
+        route.scopes.join(' '),
+      )
     }
   }
   for (const rule of route.claims) {
-    if (!ruleHolds(rule, claims)) throw new GatewayError('claim_mismatch', `claim rule on ${rule.claim}`)
+    if (!ruleHolds(rule, claims))
+      throw new GatewayError('claim_mismatch', `claim rule on ${rule.claim}`)
   }
 }

@@ -86,14 +86,21 @@ export class RevocationList {
     try {
       found = await this.withTimeout(
         Promise.all(
-          wanted.map(([kind, value], i) => cached[i] ?? this.lookup(kind, identity.issuer, value, nowMs)),
+          wanted.map(
+            ([kind, value], i) => cached[i] ?? this.lookup(kind, identity.issuer, value, nowMs),
+          ),
         ),
       )
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err)
       if (this.config.failOpen) {
         console.log(
-          JSON.stringify({ level: 'error', event: 'revocation_check_failed', failOpen: true, detail }),
+          JSON.stringify({
+            level: 'error',
+            event: 'revocation_check_failed',
+            failOpen: true,
+            detail,
+          }),
         )
         return
       }
@@ -114,7 +121,11 @@ export class RevocationList {
     }
     await this.kv.put(record.id, JSON.stringify(record), options)
     // Takes effect at once on this isolate, whatever the cache held.
-    this.remember(memoOf(record), { revoked: true, kind: record.kind, before: record.before }, nowMs)
+    this.remember(
+      memoOf(record),
+      { revoked: true, kind: record.kind, before: record.before },
+      nowMs,
+    )
   }
 
   async get(id: string): Promise<RevocationRecord | null> {

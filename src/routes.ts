@@ -1,7 +1,7 @@
 /**
  * Pick the route for a request: host, then longest path prefix, then method.
  * Pure. No I/O. Matching runs on a normalised path so that no spelling of a path (dot segments,
- * percent-encoded unreserved characters) can borrow another route's rules.
+ * percent-encoded characters, encoded slashes) can borrow another route's rules.
  */
 import type { RouteConfig } from './config'
 import { GatewayError } from './errors'
@@ -9,27 +9,20 @@ import { GatewayError } from './errors'
 const UNRESERVED = /%(2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff]|7[Ee])/g
 
 /**
- * RFC 3986 §6.2.2 normalisation: decode percent-encoded unreserved characters, upper-case the
- * remaining escapes, remove dot segments. Encoded `/` and `\` are refused: an origin that decodes
- * them would see a different path (`/public/..%2Fadmin`) than the one we matched.
+ * The path routes are matched on, from the URL parser's pathname (dot segments, including their
+ * %2e spellings, already resolved). Percent-encoded unreserved characters are decoded (RFC 3986
+ * §6.2.2: `/%61dmin` is `/admin`), and encoded `/` and `\` count as separators, as an origin that
+ * decodes them would see them. A dot segment that appears only then (`/public/..%2Fadmin`) is
+ * refused: no reading of it is safe.
  */
-export function normalisePath(pathname: string): string {
-  if (/%(2f|5c)/i.test(pathname) || pathname.includes('\\')) {
-    throw new GatewayError('malformed_path', 'encoded slash or backslash in the path')
-  }
-  const decoded = pathname
+export function matchPath(pathname: string): string {
+  const path = pathname
     .replace(UNRESERVED, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-    .replace(/%[0-9a-f]{2}/gi, (e) => e.toUpperCase())
-  const out: string[] = []
-  for (const segment of decoded.split('/').slice(1)) {
-    if (segment === '.') continue
-    if (segment === '..') out.pop()
-    else out.push(segment)
+    .replace(/%2f|%5c|\\/gi, '/')
+  if (path.split('/').some((segment) => segment === '.' || segment === '..')) {
+    throw new GatewayError('malformed_path', 'dot segment hidden behind an encoded separator')
   }
-  const last = decoded.split('/').pop()
-  // `/a/b/..` names the directory `/a/`, as a URL parser would resolve it.
-  if (last === '.' || last === '..') out.push('')
-  return `/${out.join('/')}`
+  return path
 }
 
 function prefixMatches(prefix: string, path: string): boolean {

@@ -46,7 +46,10 @@ export class VerifiedTokenCache {
       this.entries.delete(this.entries.keys().next().value!)
     }
     const exp = typeof identity.claims.exp === 'number' ? identity.claims.exp * 1000 : Infinity
-    this.entries.set(token, { identity, untilMs: Math.min(exp, nowMs + VERIFIED_CACHE_TTL_S * 1000) })
+    this.entries.set(token, {
+      identity,
+      untilMs: Math.min(exp, nowMs + VERIFIED_CACHE_TTL_S * 1000),
+    })
   }
 
   get size(): number {

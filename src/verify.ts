@@ -101,7 +101,8 @@ export async function verifyToken(
   } catch (err) {
     throw new GatewayError(joseReason(err), err instanceof Error ? err.name : 'non-error thrown')
   }
-  if (typeof claims.sub !== 'string' || claims.sub === '') {
+  // A lone surrogate is not text: it cannot become a header value (encodeURIComponent throws).
+  if (typeof claims.sub !== 'string' || claims.sub === '' || !claims.sub.isWellFormed()) {
     throw new GatewayError('bad_claims', 'sub is not a non-empty string')
   }
   if (claims.iat !== undefined && typeof claims.iat !== 'number') {

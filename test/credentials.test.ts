@@ -95,6 +95,7 @@ describe('bearerToken (pure)', () => {
     ['padding on the header', 'Bearer aa==.bbbb.cccc', 'malformed_token'],
     ['standard base64 alphabet', 'Bearer aa+a.bb/b.cccc', 'malformed_token'],
     ['a segment of 4k+1 characters', 'Bearer aaaaa.bbbb.cccc', 'malformed_token'],
+    ['non-zero spare bits (a second spelling)', 'Bearer aaaa.bbbb.cB', 'malformed_token'],
     ['non-ASCII', 'Bearer aaaa.bbbé.cccc', 'malformed_token'],
     ['a NUL', 'Bearer aaaa.bb\0b.cccc', 'malformed_token'],
     [

@@ -45,7 +45,12 @@ export function matchRoute(
       best === null ||
       r.pathPrefix.length > best.pathPrefix.length ||
       // Same prefix: a route for this host beats a route for any host.
-      (r.pathPrefix.length === best.pathPrefix.length && best.host === null && r.host !== null)
+      (r.pathPrefix.length === best.pathPrefix.length && best.host === null && r.host !== null) ||
+      // Same prefix and host: one listing the method beats any-method, whichever is written first.
+      (r.pathPrefix.length === best.pathPrefix.length &&
+        (best.host === null) === (r.host === null) &&
+        best.methods === null &&
+        r.methods !== null)
     ) {
       best = r
     }

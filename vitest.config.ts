@@ -5,7 +5,19 @@ export default defineConfig({
   plugins: [
     cloudflareTest(({ inject }) => ({
       wrangler: { configPath: './wrangler.toml' },
-      miniflare: { bindings: { STUB_URL: inject<string>('stubUrl') } },
+      miniflare: {
+        bindings: { STUB_URL: inject<string>('stubUrl') },
+        // A Worker origin for routes with `service = "ECHO_SERVICE"` (test/routes.test.ts).
+        serviceBindings: { ECHO_SERVICE: 'echo-service' },
+        workers: [
+          {
+            name: 'echo-service',
+            modules: true,
+            scriptPath: './test/fixtures/echo-service.mjs',
+            compatibilityDate: '2026-11-01',
+          },
+        ],
+      },
     })),
   ],
   // Request logs are printed only for failing tests, where they explain the failure.

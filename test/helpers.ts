@@ -240,3 +240,18 @@ export const INVALID_TOKEN_BODY = {
 export function expectInvalidToken(res: Response): Promise<void> {
   return expectRefusal(res, 401, INVALID_TOKEN_CHALLENGE, INVALID_TOKEN_BODY)
 }
+
+/**
+ * A structured-mode env: GATEWAY set (an object or a JSON string) and every simple-mode variable
+ * unset, since setting both is a configuration error.
+ */
+export function structuredEnv(stub: Stub, gateway: unknown, vars: GatewayEnv = {}): GatewayEnv {
+  return gatewayEnv(stub, {
+    ORIGIN_URL: undefined,
+    JWT_ISSUER: undefined,
+    JWT_AUDIENCE: undefined,
+    JWKS_URL: undefined,
+    GATEWAY: gateway,
+    ...vars,
+  })
+}

@@ -165,7 +165,7 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
           'needs a key source: jwksUrl, keys, hmacSecret or discovery = true',
         )
       }
-      keySource = { kind: 'discovery', url: discoveryUrl(issuer, at('issuer')) }
+      keySource = { kind: 'discovery', url: discoveryUrl(issuer, at('issuer')), issuer }
     }
     algs = algorithms(o, 'algorithms', at('algorithms'))
   }
@@ -457,7 +457,7 @@ export function structuredMode(env: RawEnv): GatewayConfig {
       (o) =>
         o.host === r.host &&
         o.pathPrefix === r.pathPrefix &&
-        String(o.methods) === String(r.methods),
+        String(o.methods?.toSorted()) === String(r.methods?.toSorted()),
     )
     if (twin !== i)
       throw new ConfigError(`GATEWAY.routes[${i}]`, `matches exactly what routes[${twin}] matches`)

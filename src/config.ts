@@ -50,7 +50,8 @@ export const MIN_HMAC_SECRET_BYTES = 32
 
 export type KeySource =
   | { readonly kind: 'jwks'; readonly url: string }
-  | { readonly kind: 'discovery'; readonly url: string }
+  /** OIDC discovery; the document's `issuer` must equal this one (OIDC Discovery §4.3). */
+  | { readonly kind: 'discovery'; readonly url: string; readonly issuer: string }
   /** Public keys written into the config (a JWKS document). */
   | { readonly kind: 'static'; readonly keys: readonly JWK[] }
   /** A shared secret from a wrangler secret; only HS* algorithms, never mixed with a JWKS. */
@@ -374,7 +375,7 @@ function simpleMode(env: RawEnv): GatewayConfig {
   const jwksUrl = text(env, 'JWKS_URL')
   const keySource: KeySource = jwksUrl
     ? { kind: 'jwks', url: keyUrl('JWKS_URL', jwksUrl) }
-    : { kind: 'discovery', url: discoveryUrl(issuer, 'JWT_ISSUER') }
+    : { kind: 'discovery', url: discoveryUrl(issuer, 'JWT_ISSUER'), issuer }
   const types = list(env, 'JWT_TYPES')
   const iss: IssuerConfig = {
     issuer,

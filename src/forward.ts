@@ -45,7 +45,8 @@ export type TokenOrigin = {
 export function originHeaders(
   incoming: Headers,
   identity: Iterable<[string, string]>,
-  route: Pick<RouteConfig, 'identity' | 'assertion'>,
+  route: Pick<RouteConfig, 'identity'>,
+  reserved: ReadonlySet<string>,
   token: TokenOrigin = null,
 ): Headers {
   const out = new Headers(incoming)
@@ -54,9 +55,9 @@ export function originHeaders(
   const drop = new Set(HOP_BY_HOP)
   for (const name of connection?.split(',') ?? []) drop.add(name.trim().toLowerCase())
   if (!cfg.keepAuthorization) drop.add('authorization')
-  // Headers we set from claims, and the assertion header, are ours alone, whatever their names.
-  for (const [name] of cfg.claimHeaders) drop.add(name)
-  if (route.assertion) drop.add(route.assertion.header)
+  // Headers any route sets from claims, and assertion headers, are ours alone on every route:
+  // a copy captured from one route must not be replayed to an origin through another.
+  for (const name of reserved) drop.add(name)
   // The Host header names the gateway; the origin's comes from its URL.
   drop.add('host')
   for (const name of [...out.keys()]) {

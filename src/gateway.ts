@@ -4,6 +4,7 @@
  */
 import { AssertionSigner } from './assertion'
 import { parseConfig, type ConfigError, type GatewayConfig, type RouteConfig } from './config'
+import { DEFAULT_ASSERTION_HEADER } from './config-structured'
 import { keyProviderFor } from './keys'
 import { RevocationList } from './revocation'
 import { VerifiedTokenCache } from './token-cache'
@@ -18,6 +19,8 @@ export interface Gateway {
   /** Each route's trusted issuers, so verification never even looks at another issuer's keys. */
   readonly routeIssuers: ReadonlyMap<RouteConfig, readonly Issuer[]>
   readonly assertion: AssertionSigner | null
+  /** Header names only the gateway sets (claim headers, assertion headers of every route). */
+  readonly reservedHeaders: ReadonlySet<string>
 }
 
 export type GatewayResult = { ok: true; gateway: Gateway } | { ok: false; error: ConfigError }
@@ -57,5 +60,12 @@ function build(config: GatewayConfig, env: object): Gateway {
       config.routes.map((r) => [r, issuers.filter((i) => r.issuers.includes(i.config.issuer))]),
     ),
     assertion: config.assertion ? new AssertionSigner(config.assertion) : null,
+    reservedHeaders: new Set([
+      DEFAULT_ASSERTION_HEADER,
+      ...config.routes.flatMap((r) => [
+        ...r.identity.claimHeaders.map(([name]) => name),
+        ...(r.assertion ? [r.assertion.header] : []),
+      ]),
+    ]),
   }
 }

@@ -29,6 +29,7 @@ const io = {
   now: () => Date.now(),
 }
 const fetchRequest = (request: Request) => fetch(request)
+const HOP_BY_HOP_RESPONSE = ['connection', 'keep-alive', 'proxy-connection', 'trailer', 'upgrade']
 
 app.use(async (c, next) => {
   const log = requestLog(c.req.raw)
@@ -49,6 +50,8 @@ app.use(async (c, next) => {
   await next()
   // The origin's response headers are immutable; a new Response over the same stream is not.
   const res = new Response(c.res.body, c.res)
+  // Hop-by-hop headers describe the origin's connection, not ours to the client.
+  for (const name of HOP_BY_HOP_RESPONSE) res.headers.delete(name)
   res.headers.set('x-request-id', log.requestId)
   const authMs = log.authMs()
   if (built.gateway.config.serverTiming && authMs !== undefined) {
@@ -72,14 +75,16 @@ app.all('*', async (c) => {
   if (route === null) throw new GatewayError('no_route')
   log.route(route.name)
 
-  const found = needsAuth(route, request) ? findToken(request, url, route.sources) : null
-  const identity = await authenticate(found, route, gateway, log, io)
+  const verify = needsAuth(route, request)
+  const found = verify ? findToken(request, url, route.sources) : null
+  const identity = verify ? await authenticate(found, route, gateway, log, io) : null
   if (identity) checkPolicy(identity, route)
 
   const headers = originHeaders(
     request.headers,
     identity ? identityHeaders(identity, route.identity) : [],
     route,
+    gateway.reservedHeaders,
     found?.source ?? null,
   )
   if (identity && route.assertion && gateway.assertion) {

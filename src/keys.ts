@@ -359,7 +359,12 @@ export class KeyStore {
     const timeout = this.policy.fetchTimeoutMs
     if (this.jwksUrl === null) {
       const { body } = await fetchJson(this.sourceUrl, timeout, deps)
-      const uri = (body as { jwks_uri?: unknown } | null)?.jwks_uri
+      const doc = body as { jwks_uri?: unknown; issuer?: unknown } | null
+      // A document for another issuer would hand us that issuer's keys (OIDC Discovery §4.3).
+      if (this.source.kind === 'discovery' && doc?.issuer !== this.source.issuer) {
+        throw new Error('discovery document names another issuer')
+      }
+      const uri = doc?.jwks_uri
       if (typeof uri !== 'string') throw new Error('discovery document has no jwks_uri')
       this.jwksUrl = keyUrl('jwks_uri', uri)
     }

@@ -12,13 +12,16 @@ const UNRESERVED = /%(2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff]|7[Ee])/g
  * The path routes are matched on, from the URL parser's pathname (dot segments, including their
  * %2e spellings, already resolved). Percent-encoded unreserved characters are decoded (RFC 3986
  * §6.2.2: `/%61dmin` is `/admin`), and encoded `/` and `\` count as separators, as an origin that
- * decodes them would see them. A dot segment that appears only then (`/public/..%2Fadmin`) is
- * refused: no reading of it is safe.
+ * decodes them would see them; `;` path parameters are dropped, as servlet containers drop them.
+ * A dot segment that appears only then (`/public/..%2Fadmin`, `/public/..;/admin`) is refused: no
+ * reading of it is safe.
  */
 export function matchPath(pathname: string): string {
   const path = pathname
     .replace(UNRESERVED, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
     .replace(/%2f|%5c|\\/gi, '/')
+    // Servlet containers drop `;params` from each segment (`/admin;x/users` is `/admin/users`).
+    .replace(/;[^/]*/g, '')
   if (path.split('/').some((segment) => segment === '.' || segment === '..')) {
     throw new GatewayError('malformed_path', 'dot segment hidden behind an encoded separator')
   }
@@ -29,7 +32,23 @@ function prefixMatches(prefix: string, path: string): boolean {
   return prefix === '/' || path === prefix || path.startsWith(`${prefix}/`)
 }
 
-/** The most specific route for this request, or null (the gateway answers 404). */
+/** How specific a matching route is: host first (as virtual hosts), then prefix, then method. */
+function rank(r: RouteConfig): [number, number, number] {
+  return [r.host === null ? 0 : 1, r.pathPrefix.length, r.methods === null ? 0 : 1]
+}
+
+function beats(a: RouteConfig, b: RouteConfig): boolean {
+  const [x, y] = [rank(a), rank(b)]
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i]! > y[i]!
+  return false
+}
+
+/**
+ * The most specific route for this request, or null (the gateway answers 404). Routes for this
+ * host are chosen over any-host routes whatever their prefixes, as virtual hosts are; then the
+ * longest prefix; then a route listing the method over an any-method one. The order routes are
+ * written in never matters.
+ */
 export function matchRoute(
   routes: readonly RouteConfig[],
   host: string,
@@ -41,19 +60,7 @@ export function matchRoute(
     if (r.host !== null && r.host !== host.toLowerCase()) continue
     if (r.methods !== null && !r.methods.includes(method)) continue
     if (!prefixMatches(r.pathPrefix, path)) continue
-    if (
-      best === null ||
-      r.pathPrefix.length > best.pathPrefix.length ||
-      // Same prefix: a route for this host beats a route for any host.
-      (r.pathPrefix.length === best.pathPrefix.length && best.host === null && r.host !== null) ||
-      // Same prefix and host: one listing the method beats any-method, whichever is written first.
-      (r.pathPrefix.length === best.pathPrefix.length &&
-        (best.host === null) === (r.host === null) &&
-        best.methods === null &&
-        r.methods !== null)
-    ) {
-      best = r
-    }
+    if (best === null || beats(r, best)) best = r
   }
   return best
 }

@@ -158,6 +158,16 @@ describe('key store through the worker', () => {
     expect((await counts(keys)).jwks).toBe(1)
   })
 
+  it('a discovery document naming another issuer is refused: 401, its JWKS never fetched', async () => {
+    const key = await makeKey('ES256')
+    const stub = new Stub()
+    await stub.publish(key)
+    await stub.setup({ issuer: 'https://someone-else.example' })
+    const gw = gatewayEnv(stub, { JWKS_URL: undefined, JWT_ISSUER: stub.base })
+    await expectInvalidToken(await send(gw, '/r', bearer(await fresh(key, { iss: stub.base }))))
+    expect(await counts(stub)).toEqual({ jwks: 0, discovery: 1, origin: 0 })
+  })
+
   it('a broken discovery document -> 401, never 5xx', async () => {
     const key = await makeKey('ES256')
     const cases: [string, Parameters<Stub['setup']>[0]][] = [

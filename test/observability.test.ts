@@ -9,7 +9,9 @@ describe('request id, Server-Timing and health', () => {
     const gw = gatewayEnv(stub)
     const token = await mint(key)
 
-    const kept = await send(gw, '/a', { headers: { authorization: `Bearer ${token}`, 'x-request-id': 'abc-123' } })
+    const kept = await send(gw, '/a', {
+      headers: { authorization: `Bearer ${token}`, 'x-request-id': 'abc-123' },
+    })
     expect(kept.headers.get('x-request-id')).toBe('abc-123')
     expect(((await body(kept)).headers as Record<string, string>)['x-request-id']).toBe('abc-123')
 
@@ -47,7 +49,9 @@ describe('request id, Server-Timing and health', () => {
     expect(await body(cold)).toEqual({
       status: 'ok',
       revocation: 'on',
-      issuers: [{ issuer: 'https://issuer.test', keys: 0, jwksAgeSeconds: null, lastFetch: 'none yet' }],
+      issuers: [
+        { issuer: 'https://issuer.test', keys: 0, jwksAgeSeconds: null, lastFetch: 'none yet' },
+      ],
     })
     expect((await send(gw, '/x', bearer(await mint(key)))).status).toBe(200)
     expect(await body(await send(gw, '/_gateway/health'))).toMatchObject({
@@ -61,7 +65,10 @@ describe('request id, Server-Timing and health', () => {
     expect((await send(gw2, '/x', bearer(await mint(key)))).status).toBe(401)
     const health = await send(gw2, '/_gateway/health')
     const text = await health.text()
-    expect(JSON.parse(text)).toMatchObject({ status: 'degraded', issuers: [{ lastFetch: 'failed' }] })
+    expect(JSON.parse(text)).toMatchObject({
+      status: 'degraded',
+      issuers: [{ lastFetch: 'failed' }],
+    })
     expect(text).not.toContain('127.0.0.1')
     expect((await down.calls()).origin).toHaveLength(0)
   })

@@ -36,11 +36,22 @@ async function setup(vars: GatewayEnv = {}): Promise<Setup> {
   return { stub, key, gw, iss, token }
 }
 
-function admin(gw: GatewayEnv, method: string, path: string, payload?: unknown, auth = ADMIN_TOKEN) {
+function admin(
+  gw: GatewayEnv,
+  method: string,
+  path: string,
+  payload?: unknown,
+  auth = ADMIN_TOKEN,
+) {
   return send(gw, `/_gateway${path}`, {
     method,
     headers: { authorization: `Bearer ${auth}`, 'content-type': 'application/json' },
-    body: payload === undefined ? undefined : typeof payload === 'string' ? payload : JSON.stringify(payload),
+    body:
+      payload === undefined
+        ? undefined
+        : typeof payload === 'string'
+          ? payload
+          : JSON.stringify(payload),
   })
 }
 
@@ -129,7 +140,9 @@ describe('cut-offs by subject and for everyone', () => {
     const T = now() - 100
     expect((await admin(s.gw, 'POST', '/revocations', { all: true, before: T })).status).toBe(201)
     expect((await send(s.gw, '/x', bearer(await s.token({ sub: 'x', iat: T })))).status).toBe(401)
-    expect((await send(s.gw, '/x', bearer(await s.token({ sub: 'y', iat: T + 1 })))).status).toBe(200)
+    expect((await send(s.gw, '/x', bearer(await s.token({ sub: 'y', iat: T + 1 })))).status).toBe(
+      200,
+    )
   })
 
   it('defaults before to now, so every token issued so far is revoked', async () => {
@@ -179,7 +192,9 @@ describe('admin API', () => {
     const first = await body(await admin(s.gw, 'GET', '/revocations?limit=2'))
     expect(first.records).toHaveLength(2)
     expect(typeof first.cursor).toBe('string')
-    const second = await body(await admin(s.gw, 'GET', `/revocations?limit=2&cursor=${first.cursor}`))
+    const second = await body(
+      await admin(s.gw, 'GET', `/revocations?limit=2&cursor=${first.cursor}`),
+    )
     expect(second.records).toHaveLength(1)
     expect(second.cursor).toBeNull()
   })
@@ -200,7 +215,9 @@ describe('admin API', () => {
     })
     expect(res.status).toBe(401)
     expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
-    expect((await send(s.gw, '/x', bearer(await s.token({ jti: 'never-written' })))).status).toBe(200)
+    expect((await send(s.gw, '/x', bearer(await s.token({ jti: 'never-written' })))).status).toBe(
+      200,
+    )
     expect((await s.stub.calls()).origin.every((c) => !c.url.includes('_gateway'))).toBe(true)
   })
 
@@ -262,7 +279,9 @@ describe('self-service logout', () => {
     expect((await send(s.gw, '/_gateway/logout', { method: 'POST' })).status).toBe(401)
     const other = await makeKey('ES256')
     const forged = await mint(other, { iss: s.iss, aud: AUDIENCE, jti: 'x' })
-    expect((await send(s.gw, '/_gateway/logout', { method: 'POST', ...bearer(forged) })).status).toBe(401)
+    expect(
+      (await send(s.gw, '/_gateway/logout', { method: 'POST', ...bearer(forged) })).status,
+    ).toBe(401)
   })
 })
 

@@ -888,31 +888,25 @@ describe('CORS preflight', () => {
     expect(await originCalls(a.stub)).toBe(0)
   })
 
-  // BUG (src/index.ts): a preflight on a `cors: true` route skips findToken (needsAuth is false),
-  // but authenticate() still gets `found = null` on a required route and throws missing_token.
-  // Flip to `it` once index.ts skips authenticate() when needsAuth() is false.
-  it.fails(
-    'passes unauthenticated only on a cors: true route, and only as a real preflight',
-    async () => {
-      const a = await party()
-      const gw = structuredEnv(a.stub, {
-        issuers: [a.issuer],
-        routes: [
-          { path: '/cors', origin: a.stub.originUrl, cors: true },
-          { path: '/', origin: a.stub.originUrl },
-        ],
-      })
-      const call = await forwarded(await send(gw, '/cors/x', preflight))
-      expect(call.method).toBe('OPTIONS')
-      expect(prefixed(call, 'x-auth-')).toEqual({})
-      await expectRefusal(await send(gw, '/other', preflight), 401, REQUIRED, REQUIRED_BODY)
-      // Not a preflight: OPTIONS without Access-Control-Request-Method, or a GET.
-      const bare = { method: 'OPTIONS', headers: { origin: 'https://app.example' } }
-      await expectRefusal(await send(gw, '/cors/x', bare), 401, REQUIRED, REQUIRED_BODY)
-      await expectRefusal(await send(gw, '/cors/x'), 401, REQUIRED, REQUIRED_BODY)
-      expect(await originCalls(a.stub)).toBe(1)
-    },
-  )
+  it('passes unauthenticated only on a cors: true route, and only as a real preflight', async () => {
+    const a = await party()
+    const gw = structuredEnv(a.stub, {
+      issuers: [a.issuer],
+      routes: [
+        { path: '/cors', origin: a.stub.originUrl, cors: true },
+        { path: '/', origin: a.stub.originUrl },
+      ],
+    })
+    const call = await forwarded(await send(gw, '/cors/x', preflight))
+    expect(call.method).toBe('OPTIONS')
+    expect(prefixed(call, 'x-auth-')).toEqual({})
+    await expectRefusal(await send(gw, '/other', preflight), 401, REQUIRED, REQUIRED_BODY)
+    // Not a preflight: OPTIONS without Access-Control-Request-Method, or a GET.
+    const bare = { method: 'OPTIONS', headers: { origin: 'https://app.example' } }
+    await expectRefusal(await send(gw, '/cors/x', bare), 401, REQUIRED, REQUIRED_BODY)
+    await expectRefusal(await send(gw, '/cors/x'), 401, REQUIRED, REQUIRED_BODY)
+    expect(await originCalls(a.stub)).toBe(1)
+  })
 })
 
 describe('service binding origin', () => {

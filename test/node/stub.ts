@@ -148,7 +148,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, base: string): 
   }
   if (rest === '/.well-known/openid-configuration') {
     n.discoveryFetches++
-    const doc = s.discovery ?? { issuer: s.issuer, jwks_uri: `${base}/ns/${id}/jwks` }
+    // By default the namespace is its own issuer, as a real IdP serving its discovery document is.
+    const doc = s.discovery ?? {
+      issuer: s.issuer ?? `${base}/ns/${id}`,
+      jwks_uri: `${base}/ns/${id}/jwks`,
+    }
     return json(res, s.discoveryStatus ?? 200, doc)
   }
   if (rest === '/jwks') {

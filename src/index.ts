@@ -11,7 +11,7 @@ import { GatewayError, toResponse } from './errors'
 import { forward, originHeaders, originTarget } from './forward'
 import { gatewayFor, type Gateway } from './gateway'
 import { identityHeaders } from './identity'
-import { requestLog, type RequestLog } from './log'
+import { requestLog, type MetricsSink, type RequestLog } from './log'
 import { checkPolicy } from './policy'
 import { matchPath, matchRoute } from './routes'
 
@@ -32,7 +32,7 @@ const fetchRequest = (request: Request) => fetch(request)
 const HOP_BY_HOP_RESPONSE = ['connection', 'keep-alive', 'proxy-connection', 'trailer', 'upgrade']
 
 app.use(async (c, next) => {
-  const log = requestLog(c.req.raw)
+  const log = requestLog(c.req.raw, metricsOf(c.env))
   c.set('log', log)
   const built = gatewayFor(c.env)
   if (!built.ok) {
@@ -94,8 +94,22 @@ app.all('*', async (c) => {
     )
   }
   headers.set('x-request-id', log.requestId)
-  return forward(request, route, headers, originTarget(route, request, found, c.env, fetchRequest))
+  const started = performance.now()
+  const res = await forward(
+    request,
+    route,
+    headers,
+    originTarget(route, request, found, c.env, fetchRequest),
+  )
+  log.origin(performance.now() - started)
+  return res
 })
+
+/** The optional Analytics Engine binding METRICS; anything else bound under that name is ignored. */
+function metricsOf(env: Env): MetricsSink | undefined {
+  const m = env.METRICS as Partial<MetricsSink> | undefined
+  return typeof m?.writeDataPoint === 'function' ? (m as MetricsSink) : undefined
+}
 
 function admin(request: Request, gateway: Gateway, log: RequestLog): Promise<Response> {
   log.admin()

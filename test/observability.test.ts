@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { bearer, body, gatewayEnv, makeKey, mint, send, Stub } from './helpers'
 
 describe('request id, Server-Timing and health', () => {
@@ -71,5 +71,58 @@ describe('request id, Server-Timing and health', () => {
     })
     expect(text).not.toContain('127.0.0.1')
     expect((await down.calls()).origin).toHaveLength(0)
+  })
+
+  it('writes one Analytics Engine data point per request when METRICS is bound, none of it secret', async () => {
+    const stub = new Stub()
+    const key = await makeKey('ES256')
+    await stub.publish(key)
+    const points: { blobs?: string[]; doubles?: number[]; indexes?: string[] }[] = []
+    const gw = gatewayEnv(stub, { METRICS: { writeDataPoint: (p: never) => points.push(p) } })
+    const token = await mint(key, { email: 'alice@example.com' })
+    expect((await send(gw, '/a', bearer(token))).status).toBe(200)
+    expect((await send(gw, '/b')).status).toBe(401)
+    expect(points).toHaveLength(2)
+    expect(points[0]).toMatchObject({
+      indexes: ['ORIGIN_URL'],
+      blobs: ['forwarded', '', 'https://issuer.test'],
+    })
+    expect(points[0]!.doubles![0]).toBe(200)
+    expect(points[1]).toMatchObject({ blobs: ['refused', 'missing_token', ''] })
+    expect(JSON.stringify(points)).not.toContain('alice')
+    expect(JSON.stringify(points)).not.toContain(token.split('.')[2]!)
+  })
+
+  it('logs one line per request with auth and origin time, never the token or claims beyond sub', async () => {
+    const stub = new Stub()
+    const key = await makeKey('ES256')
+    await stub.publish(key)
+    const token = await mint(key, { email: 'alice@example.com', secret_claim: 's3cr3t' })
+    const lines: Record<string, unknown>[] = []
+    const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => {
+      lines.push(JSON.parse(line) as Record<string, unknown>)
+    })
+    try {
+      expect((await send(gatewayEnv(stub), '/a', bearer(token))).status).toBe(200)
+    } finally {
+      spy.mockRestore()
+    }
+    const requests = lines.filter((l) => l.event === 'request')
+    expect(requests).toHaveLength(1)
+    expect(requests[0]).toMatchObject({
+      route: 'ORIGIN_URL',
+      outcome: 'forwarded',
+      status: 200,
+      sub: 'alice',
+      kid: key.kid,
+      iss: 'https://issuer.test',
+    })
+    for (const field of ['requestId', 'authMs', 'originMs', 'totalMs']) {
+      expect(requests[0]).toHaveProperty(field)
+    }
+    const all = JSON.stringify(lines)
+    expect(all).not.toContain(token.split('.')[1]!)
+    expect(all).not.toContain('s3cr3t')
+    expect(all).not.toContain('alice@example.com')
   })
 })

@@ -4,13 +4,22 @@
  * and the key's, `kid` is a lookup key, and `jku`, `x5u`, `x5c`, `jwk` are never read (RFC 8725 §3.1).
  * I/O only through the KeyStore; time comes from the caller.
  */
-import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose'
+import {
+  base64url,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors,
+  jwtVerify,
+  type JWTPayload,
+} from 'jose'
 import type { IssuerConfig, JwsAlgorithm } from './config'
 import { GatewayError, type ReasonCode } from './errors'
 import type { KeyDeps, KeyProvider } from './keys'
 
 /** Longest `kid` looked up; longer ones cannot be in any sane JWKS. */
 export const MAX_KID_LENGTH = 256
+/** Deepest nesting of objects and arrays read in a token's header or payload; real tokens use 3. */
+export const MAX_JSON_DEPTH = 32
 
 export interface Issuer {
   readonly config: IssuerConfig
@@ -26,12 +35,60 @@ export interface Identity {
   readonly claims: JWTPayload
 }
 
-function unverified(token: string): { header: Record<string, unknown>; payload: JWTPayload } {
-  try {
-    return { header: decodeProtectedHeader(token), payload: decodeJwt(token) }
-  } catch {
-    throw new GatewayError('malformed_token', 'header or payload is not a JSON object')
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })
+
+/**
+ * Why this JSON text is ambiguous, or null: an object with two members of one name (at any depth,
+ * names compared after unescaping), or nesting past MAX_JSON_DEPTH. Linear: one pass, each member
+ * name decoded once. Expects text that JSON.parse accepts.
+ */
+export function ambiguousJson(json: string): string | null {
+  // One entry per open object (the names seen so far) or array (null).
+  const open: (Set<string> | null)[] = []
+  let nameNext = false
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i]
+    if (c === '"') {
+      let end = i + 1
+      while (end < json.length && json[end] !== '"') end += json[end] === '\\' ? 2 : 1
+      const names = open.at(-1)
+      if (nameNext && names) {
+        const name = JSON.parse(json.slice(i, end + 1)) as string
+        if (names.has(name)) return 'duplicate member name'
+        names.add(name)
+      }
+      nameNext = false
+      i = end
+    } else if (c === '{' || c === '[') {
+      if (open.length === MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH}`
+      open.push(c === '{' ? new Set() : null)
+      nameNext = c === '{'
+    } else if (c === '}' || c === ']') {
+      open.pop()
+    } else if (c === ',') {
+      nameNext = Boolean(open.at(-1))
+    }
   }
+  return null
+}
+
+function unverified(token: string): { header: Record<string, unknown>; payload: JWTPayload } {
+  let header: Record<string, unknown>
+  let payload: JWTPayload
+  let why: string | null
+  try {
+    header = decodeProtectedHeader(token)
+    payload = decodeJwt(token)
+    const [h, p] = token.split('.') as [string, string]
+    const text = (part: string) => strictUtf8.decode(base64url.decode(part))
+    why = ambiguousJson(text(h)) ?? ambiguousJson(text(p))
+  } catch {
+    throw new GatewayError('malformed_token', 'header or payload is not a UTF-8 JSON object')
+  }
+  // JSON.parse keeps the last of two same-named members, other parsers the first: the origin, a
+  // log pipeline or another verifier could read a different token than the one checked here.
+  if (why !== null) throw new GatewayError('malformed_token', `header or payload: ${why}`)
+  return { header, payload }
 }
 
 function joseReason(err: unknown): ReasonCode {
@@ -83,6 +140,8 @@ export async function verifyToken(
   if (typ === undefined ? !cfg.typeOptional : !acceptedType(typ, cfg.types)) {
     throw new GatewayError('bad_typ', 'typ is not accepted')
   }
+  // A JWT payload is always base64url (RFC 7519 §7.2); `b64` in any form asks for another format.
+  if (Object.hasOwn(header, 'b64')) throw new GatewayError('malformed_token', 'b64 in header')
 
   const key = await issuer.keys.keyFor(kid, alg as JwsAlgorithm, deps)
   let claims: JWTPayload

@@ -7,6 +7,8 @@ import { GatewayError } from './errors'
 
 /** Largest token accepted, in bytes. Real access tokens are 1-2 KiB; this bounds parsing work. */
 export const MAX_TOKEN_BYTES = 8 * 1024
+/** Largest Authorization header read, in bytes (header values are bytes): twice the largest token. */
+export const MAX_AUTHORIZATION_BYTES = 2 * MAX_TOKEN_BYTES
 
 /** RFC 7235 token68-ish scheme name followed by the credentials. */
 const SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?: +(.*))?$/s
@@ -37,6 +39,10 @@ function canonicalSegments(token: string): boolean {
  */
 export function bearerToken(authorization: string | null): string | null {
   if (authorization === null) return null
+  // Before any scanning, so a megabyte of header costs one length check, whatever its scheme.
+  if (authorization.length > MAX_AUTHORIZATION_BYTES) {
+    throw new GatewayError('token_too_large', `Authorization over ${MAX_AUTHORIZATION_BYTES} bytes`)
+  }
   // No valid bearer token contains a comma: a comma means repeated headers or several credentials.
   if (authorization.includes(',')) {
     throw new GatewayError('malformed_request', 'several credentials in Authorization')

@@ -100,6 +100,38 @@ export interface ForwardTarget {
   readonly url: string
 }
 
+/** Why the origin request was aborted (the AbortSignal's reason). */
+const TIMED_OUT = 'origin timeout'
+const UPLOAD_FAILED = 'request body failed mid-upload'
+
+/**
+ * The client's body for the origin request. A body of unknown length (no Content-Length: chunked,
+ * or HTTP/2 without it) is pumped through here, because workerd ends a chunked upload cleanly when
+ * its source fails: a client gone mid-upload would hand the origin a truncated body that looks
+ * complete. Aborting the origin request instead makes the origin see the upload fail. With a
+ * Content-Length the runtime already fails the origin request when fewer bytes arrive.
+ */
+function uploadBody(request: Request, ac: AbortController): ReadableStream | null {
+  const body = request.body
+  if (body === null || request.headers.has('content-length')) return body
+  const reader = body.getReader()
+  return new ReadableStream({
+    async pull(controller) {
+      let chunk: ReadableStreamReadResult<Uint8Array>
+      try {
+        chunk = await reader.read()
+      } catch (err) {
+        ac.abort(UPLOAD_FAILED)
+        controller.error(err)
+        return
+      }
+      if (chunk.done) controller.close()
+      else controller.enqueue(chunk.value)
+    },
+    cancel: (reason) => reader.cancel(reason),
+  })
+}
+
 export async function forward(
   request: Request,
   route: RouteConfig,
@@ -108,14 +140,14 @@ export async function forward(
 ): Promise<Response> {
   const ac = new AbortController()
   // The timeout covers the wait for the origin's headers only: a long download must not be cut.
-  const timer = setTimeout(() => ac.abort(), route.originTimeoutMs)
+  const timer = setTimeout(() => ac.abort(TIMED_OUT), route.originTimeoutMs)
   try {
     const hasBody = request.method !== 'GET' && request.method !== 'HEAD'
     return await target.fetch(
       new Request(target.url, {
         method: request.method,
         headers,
-        body: hasBody ? request.body : null,
+        body: hasBody ? uploadBody(request, ac) : null,
         // The client, not the gateway, decides whether to follow the origin's redirects.
         redirect: 'manual',
         signal: ac.signal,
@@ -123,9 +155,11 @@ export async function forward(
     )
   } catch (err) {
     // The detail (which may name internal hosts) goes to the log only.
-    if (ac.signal.aborted) {
+    if (ac.signal.reason === TIMED_OUT) {
       throw new GatewayError('origin_timeout', `no response in ${route.originTimeoutMs} ms`)
     }
+    if (ac.signal.reason === UPLOAD_FAILED)
+      throw new GatewayError('origin_unreachable', UPLOAD_FAILED)
     throw new GatewayError('origin_unreachable', err instanceof Error ? err.message : String(err))
   } finally {
     clearTimeout(timer)

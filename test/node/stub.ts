@@ -27,6 +27,8 @@ export interface NamespaceSetup {
   originDelayMs?: number
   /** Destroy the socket after the origin has sent this many body bytes. */
   originResetAfterBytes?: number
+  /** With originResetAfterBytes: send the body chunked (no Content-Length) before the reset. */
+  originResetChunked?: boolean
   /**
    * Send the status, headers and a first body chunk, then hold the rest until `POST _release`:
    * a gateway that buffered the response would never hand the test those first bytes.
@@ -179,7 +181,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, base: string): 
     n.origin.push(call)
     if (s.originDelayMs) await sleep(s.originDelayMs)
     if (s.originResetAfterBytes !== undefined) {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '100000' })
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        ...(s.originResetChunked ? {} : { 'content-length': '100000' }),
+      })
       res.write(Buffer.alloc(s.originResetAfterBytes, 97))
       await sleep(20)
       return void req.socket.destroy()

@@ -12,6 +12,7 @@ import {
   send,
   Stub,
   type GatewayEnv,
+  type LogLine,
   type TestKey,
 } from '../helpers'
 
@@ -40,12 +41,20 @@ export async function fixture(keys: TestKey[], vars: GatewayEnv = {}): Promise<F
   return { stub, gw: gatewayEnv(stub, vars) }
 }
 
+/** What `attempt` saw besides `Seen`, for checks on the raw answer and every log line. */
+export interface Raw {
+  headers: Headers
+  text: string
+  logs: LogLine[]
+}
+
 /** Send one request through the worker and collect what it did. */
 export async function attempt(
   gw: GatewayEnv,
   stub: Stub,
   input: string | Request,
   init?: RequestInit,
+  raw?: (seen: Raw) => void,
 ): Promise<Seen> {
   const logs = captureLogs()
   let res: Response
@@ -55,6 +64,7 @@ export async function attempt(
     logs.restore()
   }
   const text = await res.text()
+  raw?.({ headers: res.headers, text, logs: logs.lines })
   let body: unknown = text
   try {
     body = JSON.parse(text)
@@ -141,8 +151,8 @@ export function forwarded(jwks = 1): Seen {
   }
 }
 
-/** Text that must never reach a client: where the gateway's upstreams live. */
-export function leaked(res: { headers: Headers; text: string }, ...secrets: string[]): string[] {
-  const all = `${[...res.headers].join('\n')}\n${res.text}`
+/** Which of `secrets` (upstream hosts, error texts) the client's answer contains. */
+export function leaked(raw: Raw, ...secrets: string[]): string[] {
+  const all = `${[...raw.headers].join('\n')}\n${raw.text}`
   return secrets.filter((s) => all.includes(s))
 }

@@ -7,7 +7,7 @@ import { GatewayError } from './errors'
 
 /** Largest token accepted, in bytes. Real access tokens are 1-2 KiB; this bounds parsing work. */
 export const MAX_TOKEN_BYTES = 8 * 1024
-/** Largest Authorization header read, in bytes (header values are bytes): twice the largest token. */
+/** Largest Authorization header read, in characters: twice the largest token. */
 export const MAX_AUTHORIZATION_BYTES = 2 * MAX_TOKEN_BYTES
 
 /** RFC 7235 token68-ish scheme name followed by the credentials. */

@@ -21,8 +21,9 @@ export async function connectInspector(url) {
   const pending = new Map()
   ws.onmessage = (e) => {
     const m = JSON.parse(String(e.data))
-    // Only answers carry result or error; anything else (events, echoes) is ignored.
-    if (typeof m.id === 'number' && ('result' in m || 'error' in m)) {
+    // workerd answers some methods it handles itself (Profiler.enable) by echoing the command back,
+    // without a result: any message with our id settles the call.
+    if (typeof m.id === 'number') {
       pending.get(m.id)?.(m)
       pending.delete(m.id)
     }
@@ -32,7 +33,7 @@ export async function connectInspector(url) {
     new Promise((resolve, reject) => {
       const id = ++next
       pending.set(id, (m) =>
-        m.error ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m.result),
+        m.error ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m.result ?? {}),
       )
       ws.send(JSON.stringify({ id, method, params }))
     })
@@ -84,9 +85,10 @@ export function stageOf(module) {
 
 /**
  * @param {any} profile a V8 CPU profile @param {string[]} byLine from moduleMap
+ * @param {string} bundleUrl the bundle's script URL in the profile (its file name in workerd)
  * @param {number} requests served while profiling
  */
-export function summarise(profile, byLine, requests) {
+export function summarise(profile, byLine, bundleUrl, requests) {
   /** @type {Map<number, any>} */
   const nodes = new Map(profile.nodes.map((/** @type {any} */ n) => [n.id, n]))
   /** @type {Map<number, number>} */
@@ -97,22 +99,23 @@ export function summarise(profile, byLine, requests) {
   const total = profile.samples.length
   const usPerSample = (profile.endTime - profile.startTime) / Math.max(1, total)
 
+  const inBundle = (/** @type {any} */ f) => f.url === bundleUrl && f.lineNumber >= 0
+  /** Function and where it lives: a bundle module, workerd's built-in JS (node-internal:*), or native. */
   const label = (/** @type {any} */ n) => {
     const f = n.callFrame
-    if (f.url === '' || f.lineNumber < 0) return `${f.functionName || '(anonymous)'} [native]`
-    return `${f.functionName || '(anonymous)'} ${stageOf(byLine[f.lineNumber] ?? '?')}`
+    const name = f.functionName || '(anonymous)'
+    if (inBundle(f)) return `${name} ${stageOf(byLine[f.lineNumber] ?? '?')}`
+    return f.url === '' ? `${name} [native]` : `${name} [${f.url}]`
   }
-  /** Stage of a node: its own module, or for native frames the nearest JS caller's. */
+  /** Stage of a node: its own bundle module, or for native and built-in frames the nearest caller's. */
   const stage = (/** @type {number} */ id) => {
     let n = nodes.get(id)
     const name = n.callFrame.functionName
     if (['(idle)', '(program)', '(garbage collector)', '(root)'].includes(name)) return name
     for (;;) {
-      if (n.callFrame.url !== '' && n.callFrame.lineNumber >= 0) {
-        return stageOf(byLine[n.callFrame.lineNumber] ?? '?')
-      }
+      if (inBundle(n.callFrame)) return stageOf(byLine[n.callFrame.lineNumber] ?? '?')
       const p = parent.get(n.id)
-      if (p === undefined) return '(native, no JS caller)'
+      if (p === undefined) return '(runtime, no bundle caller)'
       n = nodes.get(p)
     }
   }
@@ -142,7 +145,7 @@ export function summarise(profile, byLine, requests) {
     (samples * usPerSample) / Math.max(1, requests)
   const rows = (/** @type {Map<string, number>} */ m, limit) =>
     [...m]
-      .filter(([k]) => k !== '(idle)' && k !== '(idle) [native]')
+      .filter(([k]) => k !== '(idle)' && k !== '(idle) [native]' && k !== '(root) [native]')
       .sort((a, b) => b[1] - a[1])
       .slice(0, limit)
       .map(([name, s]) => ({ name, pctBusy: (100 * s) / Math.max(1, busy), usPerReq: usPerReq(s) }))
@@ -175,7 +178,7 @@ export function profileMarkdown(s, title) {
     `${s.requests} requests, ${s.samples} samples (${f(s.usPerSample)} µs apart); the isolate was busy ` +
       `${f(s.busyPct)}% of the time, ${f(s.busyUsPerReq)} µs per request.`,
     '',
-    'Self time by stage (native calls count toward the JS module that called them):',
+    'Self time by stage (native and workerd built-in calls count toward the bundle module that called them):',
     '',
     table(s.byStage),
     '',

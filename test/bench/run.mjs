@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { cpus, freemem, loadavg, release, totalmem } from 'node:os'
-import { dirname, join, relative, resolve } from 'node:path'
+import { basename, dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
@@ -182,6 +182,17 @@ const WORKERS = [
   { id: 'c', name: 'hono-jwk', label: '(c) Hono jwk', entry: join(here, 'workers/hono-jwk.ts') },
   { id: 'd', name: 'gateway', label: '(d) this gateway', entry: resolve(root, opt.gateway) },
   { id: 'dr', name: 'gateway-rev', label: '(d) + revocation', entry: resolve(root, opt.gateway) },
+  // --profile only: the gateway with console.log silenced, to price its per-request log line.
+  ...(opt.profile
+    ? [
+        {
+          id: 'dn',
+          name: 'gateway-nolog',
+          label: '(d) without logging',
+          entry: join(OUT, 'build', 'gateway-nolog.entry.mjs'),
+        },
+      ]
+    : []),
 ]
 const byId = Object.fromEntries(WORKERS.map((w) => [w.id, w]))
 
@@ -369,6 +380,14 @@ say(`${mach.nproc} cores, ${mach.cpu}; node ${mach.node}; ${mach.workerd}; ${gen
 say('bundling the workers (esbuild, as wrangler does)')
 /** @type {Record<string, { file: string, bytes: number, gzipBytes: number }>} */
 const bundles = {}
+if (opt.profile) {
+  // ES modules evaluate in import order, so the console is silenced before the gateway loads.
+  writeFileSync(join(OUT, 'build', 'silence-console.mjs'), 'console.log = () => {}\n')
+  writeFileSync(
+    byId.dn.entry,
+    `import './silence-console.mjs'\nexport { default } from ${JSON.stringify(byId.d.entry)}\n`,
+  )
+}
 for (const w of WORKERS.filter((w) => w.id !== 'dr')) bundles[w.id] = await bundle(w)
 bundles.dr = bundles.d
 
@@ -391,6 +410,10 @@ const gatewayVars = {
   JWKS_URL: `${ORIGIN}/jwks`,
 }
 const inspectorPort = opt.profile ? await freePort() : undefined
+// Fixed ports rather than unsafeGetDirectURL(), which never settles while the inspector is on.
+/** @type {Record<string, number>} */
+const ports = {}
+for (const w of WORKERS) ports[w.id] = await freePort()
 let logLines = 0
 /** @type {string[]} */
 const logErrors = []
@@ -418,7 +441,7 @@ const mf = new Miniflare(
             ? { ...gatewayVars, ADMIN_TOKEN }
             : gatewayVars,
       kvNamespaces: w.id === 'dr' ? { REVOCATIONS: 'bench-revocations' } : undefined,
-      unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+      unsafeDirectSockets: [{ host: '127.0.0.1', port: ports[w.id] }],
     })),
   }),
 )
@@ -433,12 +456,15 @@ async function stop() {
 process.on('SIGINT', () => void stop().then(() => process.exit(130)))
 
 try {
+  say(
+    `starting workerd with ${WORKERS.length} workers${inspectorPort ? ` (inspector on port ${inspectorPort})` : ''}`,
+  )
   await mf.ready
+  say('checking every worker answers as expected')
   const workerdPid = findWorkerd()
   /** @type {Record<string, string>} */
   const url = {}
-  for (const w of WORKERS)
-    url[w.id] = new URL(REQUEST_PATH, await mf.unsafeGetDirectURL(w.name)).href
+  for (const w of WORKERS) url[w.id] = `http://127.0.0.1:${ports[w.id]}${REQUEST_PATH}`
 
   // First request of a fresh isolate: JIT cold, config parsed, JWKS fetched, key imported.
   /** @type {Record<string, number>} */
@@ -464,7 +490,8 @@ try {
   // Revocation: on once the gateway has the admin API; until then the scenario is n/a.
   /** @type {Record<string, string | null>} */
   const revocation = {}
-  for (const alg of ALGS) {
+  // (Skipped under --profile: with the inspector on, Miniflare's KV put never settles.)
+  for (const alg of opt.profile ? [] : ALGS) {
     const res = await fetch(new URL('/_gateway/revocations', url.dr), {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
@@ -479,7 +506,7 @@ try {
           ? `revoked token still answered ${after.status}`
           : null
   }
-  const revocationOn = ALGS.every((a) => revocation[a] === null)
+  const revocationOn = opt.profile || ALGS.every((a) => revocation[a] === null)
   if (!revocationOn)
     say(
       `revocation not available yet (${Object.values(revocation).find(Boolean)}): revoked scenario is n/a`,
@@ -562,7 +589,7 @@ try {
   }
 
   if (opt.profile) {
-    await runProfiles({ url, load, workerdPid, revocationOn })
+    await runProfiles({ load, measure, workerdPid, revocationOn })
   } else {
     const runsPerRound = ALGS.length * (1 + SCENARIOS.reduce((n, s) => n + plan[s].length, 0))
     const minutes =
@@ -620,11 +647,38 @@ try {
 // ---------------------------------------------------------------------------------------------
 // Profiles
 
-async function runProfiles({ url, load, workerdPid, revocationOn }) {
+async function runProfiles({ load, measure, workerdPid, revocationOn }) {
   const target = (name) => `ws://127.0.0.1:${inspectorPort}/core:user:${name}`
   const byLine = moduleMap(bundles.d.file)
   const sections = []
   const seconds = opt.duration === '10' ? 5 : DURATION_S
+
+  // Ablation, no profiler attached: the same gateway with and without its log line, alternated.
+  const ablation = [
+    '| alg | token | with logging: req/s, CPU µs/req | without: req/s, CPU µs/req | logging costs |',
+  ]
+  ablation.push('| --- | --- | ---: | ---: | ---: |')
+  for (const alg of ALGS) {
+    for (const scenario of ['repeated', 'unique']) {
+      const runs = { d: [], dn: [] }
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const id of rotate(['d', 'dn'], round))
+          runs[id].push(await measure(id, alg, scenario, round))
+      }
+      const m = (id, key) => median(runs[id].map((r) => r[key]))
+      ablation.push(
+        `| ${alg} | ${scenario} | ${m('d', 'rps').toFixed(0)}, ${m('d', 'workerdUsPerReq').toFixed(0)} | ` +
+          `${m('dn', 'rps').toFixed(0)}, ${m('dn', 'workerdUsPerReq').toFixed(0)} | ` +
+          `${(m('d', 'workerdUsPerReq') - m('dn', 'workerdUsPerReq')).toFixed(0)} µs/req of workerd CPU |`,
+      )
+    }
+  }
+  sections.push(
+    `### Ablation: the per-request log line\n\n${ROUNDS} alternated runs of ${DURATION_S} s each, medians. ` +
+      'Locally workerd writes each console.log line to stdout as JSON and Miniflare parses it in Node; ' +
+      'in production the line goes to Workers Logs instead, so this is an upper bound.\n\n' +
+      `${ablation.join('\n')}\n`,
+  )
   for (const alg of ALGS) {
     for (const scenario of ['repeated', 'unique']) {
       for (const id of revocationOn ? ['d', 'dr'] : ['d']) {
@@ -639,7 +693,10 @@ async function runProfiles({ url, load, workerdPid, revocationOn }) {
         const file = join(OUT, `profile-${byId[id].name}-${alg}-${scenario}.cpuprofile`)
         writeFileSync(file, JSON.stringify(profile))
         sections.push(
-          profileMarkdown(summarise(profile, byLine, result.requests), title) +
+          profileMarkdown(
+            summarise(profile, byLine, basename(bundles[id].file), result.requests),
+            title,
+          ) +
             `\nworkerd's whole process used ${workerdUs.toFixed(0)} µs of CPU per request in this run ` +
             `(${result.rps.toFixed(0)} req/s under the profiler). Raw profile: \`${relative(root, file)}\` ` +
             '(open in Chrome DevTools > Performance).\n',

@@ -24,11 +24,11 @@ const HOP_BY_HOP = [
  * The path as the URL parser resolved it (dot segments, including `%2e` spellings, removed, so a
  * request can never climb above the origin's base path) and the query exactly as sent.
  */
-export function pathAndQuery(url: string): string {
+export function pathAndQuery(url: string, parsed: URL = new URL(url)): string {
   const hash = url.indexOf('#')
   const raw = hash === -1 ? url : url.slice(0, hash)
   const q = raw.indexOf('?')
-  return new URL(raw).pathname + (q === -1 ? '' : raw.slice(q))
+  return parsed.pathname + (q === -1 ? '' : raw.slice(q))
 }
 
 /** Where the token came from, so that copy can be kept from the origin. */
@@ -44,7 +44,7 @@ export type TokenOrigin = {
  */
 export function originHeaders(
   incoming: Headers,
-  identity: Iterable<[string, string]>,
+  identity: Iterable<readonly [string, string]>,
   route: Pick<RouteConfig, 'identity'>,
   reserved: ReadonlySet<string>,
   token: TokenOrigin = null,
@@ -173,15 +173,16 @@ export async function forward(
 export function originTarget(
   route: RouteConfig,
   request: Request,
+  url: URL,
   found: FoundToken | null,
   env: Record<string, unknown>,
   fetcher: (request: Request) => Promise<Response>,
 ): ForwardTarget {
-  let pathQuery = pathAndQuery(request.url)
+  let pathQuery = pathAndQuery(request.url, url)
   if (found?.source.kind === 'query' && !route.identity.keepAuthorization) {
     pathQuery = withoutQueryParam(pathQuery, found.source.name)
   }
   if (route.origin.kind === 'url') return { url: route.origin.url + pathQuery, fetch: fetcher }
   const service = env[route.origin.binding] as Fetcher
-  return { url: new URL(request.url).origin + pathQuery, fetch: (r) => service.fetch(r) }
+  return { url: url.origin + pathQuery, fetch: (r) => service.fetch(r) }
 }

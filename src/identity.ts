@@ -65,7 +65,25 @@ export function claimHeaderValue(value: unknown): string | undefined {
  * rather than copied from the token, so the origin reads exactly what the gateway checked even if
  * the token's JSON had duplicate member names.
  */
-export function identityHeaders(identity: Identity, cfg: IdentityConfig): [string, string][] {
+export function identityHeaders(
+  identity: Identity,
+  cfg: IdentityConfig,
+): readonly (readonly [string, string])[] {
+  // Identities are shared by the verified-token cache, so a repeated token reuses its headers
+  // instead of re-serialising and re-encoding its claims on every request.
+  let perConfig = built.get(identity)
+  if (!perConfig) built.set(identity, (perConfig = new WeakMap()))
+  let out = perConfig.get(cfg)
+  if (!out) perConfig.set(cfg, (out = buildIdentityHeaders(identity, cfg)))
+  return out
+}
+
+const built = new WeakMap<
+  Identity,
+  WeakMap<IdentityConfig, readonly (readonly [string, string])[]>
+>()
+
+function buildIdentityHeaders(identity: Identity, cfg: IdentityConfig): [string, string][] {
   const claims = identity.claims as Record<string, unknown>
   const out: [string, string][] = [
     [`${cfg.prefix}sub`, encodeHeaderValue(identity.sub)],

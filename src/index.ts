@@ -99,7 +99,7 @@ app.all('*', async (c) => {
     request,
     route,
     headers,
-    originTarget(route, request, found, c.env, fetchRequest),
+    originTarget(route, request, url, found, c.env, fetchRequest),
   )
   log.origin(performance.now() - started)
   return res

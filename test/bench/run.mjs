@@ -352,6 +352,17 @@ function findWorkerd() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+/** The repo's Prettier style (npm test checks it), so a fresh RESULTS.md never fails the format check. */
+async function prettierFormat(text, file) {
+  try {
+    const prettier = await import('prettier')
+    const config = (await prettier.resolveConfig(file)) ?? {}
+    return await prettier.format(text, { ...config, filepath: file })
+  } catch {
+    return text
+  }
+}
+
 function median(/** @type {number[]} */ xs) {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
   if (v.length === 0) return NaN
@@ -654,7 +665,7 @@ try {
       ),
     )
     if (!opt['no-write']) {
-      writeFileSync(opt.results, report.markdown)
+      writeFileSync(opt.results, await prettierFormat(report.markdown, opt.results))
       say(`wrote ${relative(root, opt.results)} and ${relative(root, join(OUT, 'results.json'))}`)
     }
     if (logErrors.length)
@@ -807,7 +818,7 @@ function buildReport({
   if (opt.note) lines.push(`> ${opt.note}`, '')
   lines.push(
     `Command: \`${COMMAND}\` ` +
-      `(${ROUNDS} interleaved rounds × ${DURATION_S} s per run after ${WARMUP_S} s of warm-up, ${CONNECTIONS} ` +
+      `(${ROUNDS} interleaved round${ROUNDS === 1 ? '' : 's'} × ${DURATION_S} s per run after ${WARMUP_S} s of warm-up, ${CONNECTIONS} ` +
       `keep-alive connections, ${genVersion}; ${(elapsedS / 60).toFixed(1)} min).`,
     '',
   )

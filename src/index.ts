@@ -19,9 +19,7 @@ export interface Env {
   readonly [name: string]: unknown
 }
 
-type App = { Bindings: Env; Variables: { gateway: Gateway; log: RequestLog } }
-
-const app = new Hono<App>()
+const app = new Hono<{ Bindings: Env }>()
 
 // Arrows keep `this` right: workerd throws "Illegal invocation" for a detached fetch.
 const io = {
@@ -31,41 +29,33 @@ const io = {
 const fetchRequest = (request: Request) => fetch(request)
 const HOP_BY_HOP_RESPONSE = ['connection', 'keep-alive', 'proxy-connection', 'trailer', 'upgrade']
 
-app.use(async (c, next) => {
-  const log = requestLog(c.req.raw, metricsOf(c.env))
-  c.set('log', log)
+// One handler, no middleware chain: every request pays for the stages below and nothing else.
+app.all('*', async (c) => {
+  const request = c.req.raw
+  const log = requestLog(request, metricsOf(c.env))
   const built = gatewayFor(c.env)
   if (!built.ok) {
     // Fail closed and loudly: a misconfigured gateway answers every request with what is wrong.
-    log.fail(new GatewayError('config_invalid', built.error.message))
-    c.res = toResponse(new GatewayError('config_invalid'), {
-      realm: 'gateway',
-      description: `Gateway configuration error: ${built.error.message}`,
-    })
-    c.res.headers.set('x-request-id', log.requestId)
-    log.end(c.res.status)
-    return
+    const err = new GatewayError('config_invalid', built.error.message)
+    const description = `Gateway configuration error: ${built.error.message}`
+    return finish(toResponse(err, { realm: 'gateway', description }), log, err)
   }
-  c.set('gateway', built.gateway)
-  await next()
-  // The origin's response headers are immutable; a new Response over the same stream is not.
-  const res = new Response(c.res.body, c.res)
-  // Hop-by-hop headers describe the origin's connection, not ours to the client.
-  for (const name of HOP_BY_HOP_RESPONSE) res.headers.delete(name)
-  res.headers.set('x-request-id', log.requestId)
-  const authMs = log.authMs()
-  if (built.gateway.config.serverTiming && authMs !== undefined) {
-    res.headers.append('server-timing', `auth;dur=${authMs}`)
+  const gateway = built.gateway
+  try {
+    return finish(await pipeline(request, gateway, log, c.env), log, undefined, gateway)
+  } catch (thrown) {
+    const err =
+      thrown instanceof GatewayError ? thrown : new GatewayError('internal_error', String(thrown))
+    return finish(toResponse(err, { realm: gateway.config.realm }), log, err, gateway)
   }
-  // Cleared first, or Hono would copy the old response's headers over the new one's.
-  c.res = undefined
-  c.res = res
-  log.end(res.status)
 })
 
-app.all('*', async (c) => {
-  const { gateway, log } = c.var
-  const request = c.req.raw
+async function pipeline(
+  request: Request,
+  gateway: Gateway,
+  log: RequestLog,
+  env: Env,
+): Promise<Response> {
   const url = new URL(request.url)
 
   // The gateway's own paths never reach the origin, whatever their method or credentials.
@@ -88,22 +78,32 @@ app.all('*', async (c) => {
     found?.source ?? null,
   )
   if (identity && route.assertion && gateway.assertion) {
-    headers.set(
-      route.assertion.header,
-      await gateway.assertion.sign(identity, route, route.assertion, io.now()),
-    )
+    const assertion = await gateway.assertion.sign(identity, route, route.assertion, io.now())
+    headers.set(route.assertion.header, assertion)
   }
   headers.set('x-request-id', log.requestId)
   const started = performance.now()
-  const res = await forward(
-    request,
-    route,
-    headers,
-    originTarget(route, request, url, found, c.env, fetchRequest),
-  )
+  const target = originTarget(route, request, url, found, env, fetchRequest)
+  const res = await forward(request, route, headers, target)
   log.origin(performance.now() - started)
+  // The origin's response headers are immutable; a new Response over the same stream is not.
+  const out = new Response(res.body, res)
+  // Hop-by-hop headers describe the origin's connection, not ours to the client.
+  for (const name of HOP_BY_HOP_RESPONSE) out.headers.delete(name)
+  return out
+}
+
+/** Every answer leaves through here: request id, optional Server-Timing, the log line. */
+function finish(res: Response, log: RequestLog, err?: GatewayError, gateway?: Gateway): Response {
+  if (err) log.fail(err)
+  res.headers.set('x-request-id', log.requestId)
+  const authMs = log.authMs()
+  if (gateway?.config.serverTiming && authMs !== undefined) {
+    res.headers.append('server-timing', `auth;dur=${authMs}`)
+  }
+  log.end(res.status)
   return res
-})
+}
 
 /** The optional Analytics Engine binding METRICS; anything else bound under that name is ignored. */
 function metricsOf(env: Env): MetricsSink | undefined {
@@ -127,13 +127,5 @@ function admin(request: Request, gateway: Gateway, log: RequestLog): Promise<Res
     nowMs: io.now(),
   })
 }
-
-app.onError((err, c) => {
-  const gatewayErr =
-    err instanceof GatewayError ? err : new GatewayError('internal_error', String(err))
-  c.var.log?.fail(gatewayErr)
-  const realm = c.var.gateway?.config.realm ?? 'gateway'
-  return toResponse(gatewayErr, { realm })
-})
 
 export default app

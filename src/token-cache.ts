@@ -13,9 +13,13 @@ export const VERIFIED_CACHE_MAX_ENTRIES = 10_000
 /** Longest a verified token is trusted without re-verifying, so a key removed from the JWKS stops working. */
 export const VERIFIED_CACHE_TTL_S = 60
 
+/** How stale an entry's place in the eviction order may get before a hit refreshes it. */
+const LRU_REFRESH_MS = 1_000
+
 interface Entry {
   readonly identity: Identity
   readonly untilMs: number
+  readonly usedMs: number
 }
 
 export class VerifiedTokenCache {
@@ -35,9 +39,12 @@ export class VerifiedTokenCache {
       this.entries.delete(token)
       return undefined
     }
-    // Re-insert to mark as most recently used.
-    this.entries.delete(token)
-    this.entries.set(token, entry)
+    // Re-insert to mark as most recently used, at most once a second per token: an approximate
+    // LRU that spares a busy token a Map delete and insert on every request.
+    if (nowMs - entry.usedMs >= LRU_REFRESH_MS) {
+      this.entries.delete(token)
+      this.entries.set(token, { ...entry, usedMs: nowMs })
+    }
     return entry.identity
   }
 
@@ -49,6 +56,7 @@ export class VerifiedTokenCache {
     this.entries.set(token, {
       identity,
       untilMs: Math.min(exp, nowMs + VERIFIED_CACHE_TTL_S * 1000),
+      usedMs: nowMs,
     })
   }
 

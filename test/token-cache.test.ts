@@ -42,13 +42,27 @@ describe('verified-token cache', () => {
     const c = cache()
     const id = identity({ exp: T0 / 1000 + 3600 })
     c.set('keep', id, T0)
+    // One insertion per millisecond; 'keep' is used every second, so it stays recently used.
     for (let i = 0; i < VERIFIED_CACHE_MAX_ENTRIES + 500; i++) {
-      if (i % 1000 === 0) expect(c.get('keep', T0)).toBe(id)
-      c.set(`t${i}`, id, T0)
+      if (i % 1000 === 0) expect(c.get('keep', T0 + i)).toBe(id)
+      c.set(`t${i}`, id, T0 + i)
     }
+    const end = T0 + VERIFIED_CACHE_MAX_ENTRIES + 500
     expect(c.size).toBe(VERIFIED_CACHE_MAX_ENTRIES)
-    expect(c.get('t0', T0)).toBeUndefined()
-    expect(c.get(`t${VERIFIED_CACHE_MAX_ENTRIES + 499}`, T0)).toBe(id)
+    expect(c.get('t0', end)).toBeUndefined()
+    expect(c.get('keep', end)).toBe(id)
+    expect(c.get(`t${VERIFIED_CACHE_MAX_ENTRIES + 499}`, end)).toBe(id)
+  })
+
+  it('refreshes recency at most once a second: a token used only within its first second is evicted first', () => {
+    const c = cache()
+    const id = identity({ exp: T0 / 1000 + 3600 })
+    c.set('a', id, T0)
+    c.set('b', id, T0)
+    expect(c.get('a', T0 + 999)).toBe(id) // too soon to move 'a' behind 'b'
+    for (let i = 0; i < VERIFIED_CACHE_MAX_ENTRIES - 1; i++) c.set(`t${i}`, id, T0 + 1000)
+    expect(c.get('a', T0 + 1000)).toBeUndefined()
+    expect(c.get('b', T0 + 1000)).toBe(id)
   })
 
   it('cannot be reached by another spelling of a cached token: non-canonical base64url is refused', async () => {

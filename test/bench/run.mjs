@@ -216,6 +216,11 @@ const WORKERS = [
 ]
 const byId = Object.fromEntries(WORKERS.map((w) => [w.id, w]))
 
+/** The gateway is bundled as its wrangler.toml says; the others with wrangler's defaults. */
+const GATEWAY_KEEP_NAMES = !/^keep_names\s*=\s*false/m.test(
+  readFileSync(join(root, 'wrangler.toml'), 'utf8'),
+)
+
 /** Same options for every worker, close to wrangler's (it keeps names and does not minify). */
 async function bundle(w) {
   const outfile = join(OUT, 'build', `${w.name}.js`)
@@ -228,7 +233,7 @@ async function bundle(w) {
     target: 'es2022',
     conditions: ['workerd', 'worker', 'browser'],
     mainFields: ['module', 'main'],
-    keepNames: true,
+    keepNames: w.name.startsWith('gateway') ? GATEWAY_KEEP_NAMES : true,
     logLevel: 'silent',
   })
   const bytes = readFileSync(outfile)

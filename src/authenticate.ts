@@ -53,7 +53,16 @@ export async function verified(
   let identity = gateway.verified.get(token, now)
   const cached = identity !== undefined
   if (!identity) {
-    identity = await verifyToken(token, issuers, deps)
+    const refused = gateway.rejected.get(token, issuers, now)
+    // Same answer as before, no signature work; the log says it was remembered.
+    if (refused)
+      throw new GatewayError(refused.code, `${refused.detail ?? refused.code} (remembered)`)
+    try {
+      identity = await verifyToken(token, issuers, deps)
+    } catch (err) {
+      if (err instanceof GatewayError) gateway.rejected.set(token, issuers, err, now)
+      throw err
+    }
     gateway.verified.set(token, identity, now)
   }
   // Checked on cache hits too: a revocation applies to tokens already verified.

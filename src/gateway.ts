@@ -7,7 +7,7 @@ import { parseConfig, type ConfigError, type GatewayConfig, type RouteConfig } f
 import { DEFAULT_ASSERTION_HEADER } from './config-structured'
 import { keyProviderFor } from './keys'
 import { RevocationList } from './revocation'
-import { VerifiedTokenCache } from './token-cache'
+import { RejectedTokenCache, VerifiedTokenCache } from './token-cache'
 import type { Issuer } from './verify'
 
 export interface Gateway {
@@ -16,6 +16,7 @@ export interface Gateway {
   /** null when revocation is off (no REVOCATIONS binding). */
   readonly revocations: RevocationList | null
   readonly verified: VerifiedTokenCache
+  readonly rejected: RejectedTokenCache
   /** Each route's trusted issuers, so verification never even looks at another issuer's keys. */
   readonly routeIssuers: ReadonlyMap<RouteConfig, readonly Issuer[]>
   readonly assertion: AssertionSigner | null
@@ -56,6 +57,7 @@ function build(config: GatewayConfig, env: object): Gateway {
       ? new RevocationList((env as { REVOCATIONS: KVNamespace }).REVOCATIONS, config.revocation)
       : null,
     verified: new VerifiedTokenCache(skewOf(config.issuers)),
+    rejected: new RejectedTokenCache(),
     routeIssuers: new Map(
       config.routes.map((r) => [r, issuers.filter((i) => r.issuers.includes(i.config.issuer))]),
     ),

@@ -6,6 +6,7 @@
  * zero spare bits), so an altered encoding of a cached token is a different key and is verified in
  * full. An ECDSA (r, n-s) twin is a second valid signature and simply a second entry.
  */
+import type { GatewayError, ReasonCode } from './errors'
 import type { Identity } from './verify'
 
 /** Most tokens remembered; the least recently used go first, so a flood of unique tokens is bounded. */
@@ -62,5 +63,53 @@ export class VerifiedTokenCache {
 
   get size(): number {
     return this.entries.size
+  }
+}
+
+/** Most refused tokens remembered; the oldest go first. */
+export const REJECTED_CACHE_MAX_ENTRIES = 10_000
+/** How long a refusal is reused, so a client hammering with a bad token costs no signature work. */
+export const REJECTED_CACHE_TTL_S = 30
+
+/**
+ * Refusals that no passing of time or key refresh can turn into an acceptance. Not here: an
+ * unknown kid or missing keys (a rotation may bring the key) and a token not valid yet.
+ */
+const PERMANENT = new Set<ReasonCode>([
+  'malformed_token',
+  'alg_not_allowed',
+  'bad_signature',
+  'token_expired',
+  'bad_issuer',
+  'bad_audience',
+  'bad_typ',
+  'bad_claims',
+  'verify_error',
+])
+
+interface Rejection {
+  readonly error: GatewayError
+  /** The issuer list the token was refused against: a route trusting others must verify anew. */
+  readonly issuers: object
+  readonly untilMs: number
+}
+
+/** Per-isolate cache of permanent verification failures, keyed on the token text. Pure. */
+export class RejectedTokenCache {
+  private readonly entries = new Map<string, Rejection>()
+
+  /** The earlier refusal of this token against these issuers, if it still stands. */
+  get(token: string, issuers: object, nowMs: number): GatewayError | undefined {
+    const entry = this.entries.get(token)
+    if (!entry || entry.issuers !== issuers || nowMs >= entry.untilMs) return undefined
+    return entry.error
+  }
+
+  set(token: string, issuers: object, error: GatewayError, nowMs: number): void {
+    if (!PERMANENT.has(error.code)) return
+    if (this.entries.size >= REJECTED_CACHE_MAX_ENTRIES) {
+      this.entries.delete(this.entries.keys().next().value!)
+    }
+    this.entries.set(token, { error, issuers, untilMs: nowMs + REJECTED_CACHE_TTL_S * 1000 })
   }
 }

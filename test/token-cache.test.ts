@@ -2,6 +2,9 @@ import { describe, expect, it, vi } from 'vitest'
 import { bearerToken } from '../src/credentials'
 import { GatewayError } from '../src/errors'
 import {
+  REJECTED_CACHE_MAX_ENTRIES,
+  REJECTED_CACHE_TTL_S,
+  RejectedTokenCache,
   VERIFIED_CACHE_MAX_ENTRIES,
   VERIFIED_CACHE_TTL_S,
   VerifiedTokenCache,
@@ -101,5 +104,80 @@ describe('verified-token cache', () => {
       ['alice', true],
       ['bob', false],
     ])
+  })
+})
+
+describe('rejected-token cache', () => {
+  const issuersA = {}
+  const issuersB = {}
+
+  it('reuses a permanent refusal for 30 s, only against the same issuers', () => {
+    const c = new RejectedTokenCache()
+    const err = new GatewayError('bad_signature')
+    c.set('t', issuersA, err, T0)
+    expect(c.get('t', issuersA, T0 + REJECTED_CACHE_TTL_S * 1000 - 1)).toBe(err)
+    expect(c.get('t', issuersB, T0)).toBeUndefined()
+    expect(c.get('t', issuersA, T0 + REJECTED_CACHE_TTL_S * 1000)).toBeUndefined()
+  })
+
+  it.each(['unknown_kid', 'jwks_unavailable', 'token_not_yet_valid'] as const)(
+    'never remembers %s, which a key refresh or the clock can cure',
+    (code) => {
+      const c = new RejectedTokenCache()
+      c.set('t', issuersA, new GatewayError(code), T0)
+      expect(c.get('t', issuersA, T0)).toBeUndefined()
+    },
+  )
+
+  it('stays bounded', () => {
+    const c = new RejectedTokenCache()
+    const err = new GatewayError('token_expired')
+    for (let i = 0; i <= REJECTED_CACHE_MAX_ENTRIES; i++) c.set(`t${i}`, issuersA, err, T0)
+    expect(c.get('t0', issuersA, T0)).toBeUndefined()
+    expect(c.get(`t${REJECTED_CACHE_MAX_ENTRIES}`, issuersA, T0)).toBe(err)
+  })
+
+  it('end to end: a token whose kid arrives with a rotation is accepted once the key is fetched', async () => {
+    const stub = new Stub()
+    const old = await makeKey('ES256')
+    const rotated = await makeKey('ES256')
+    await stub.publish(old)
+    const gw = gatewayEnv(stub, { JWKS_REFRESH_COOLDOWN_SECONDS: '1' })
+    expect((await send(gw, '/a', bearer(await mint(old)))).status).toBe(200)
+    const early = await mint(rotated)
+    expect((await send(gw, '/b', bearer(early))).status).toBe(401) // unknown kid, in cooldown
+    await stub.publish(old, rotated)
+    await new Promise((r) => setTimeout(r, 1100))
+    expect((await send(gw, '/c', bearer(early))).status).toBe(200)
+  })
+
+  it('end to end: a forged token is refused again with the same reason, origin never called', async () => {
+    const stub = new Stub()
+    const key = await makeKey('ES256')
+    await stub.publish(key)
+    const gw = gatewayEnv(stub)
+    const forged = await mint({ ...(await makeKey('ES256')), kid: key.kid })
+    const lines: Record<string, unknown>[] = []
+    const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => {
+      lines.push(JSON.parse(line) as Record<string, unknown>)
+    })
+    try {
+      for (let i = 0; i < 3; i++) expect((await send(gw, '/x', bearer(forged))).status).toBe(401)
+    } finally {
+      spy.mockRestore()
+    }
+    const refusals = lines.filter((l) => l.event === 'request')
+    expect(refusals.map((l) => l.reason)).toEqual([
+      'bad_signature',
+      'bad_signature',
+      'bad_signature',
+    ])
+    // The first was verified and failed; the next two were answered from the cache.
+    expect(refusals.map((l) => String(l.detail).endsWith('(remembered)'))).toEqual([
+      false,
+      true,
+      true,
+    ])
+    expect((await stub.calls()).origin).toHaveLength(0)
   })
 })

@@ -13,7 +13,7 @@ import {
   type JWTPayload,
 } from 'jose'
 import worker from '../src/index'
-import type { NamespaceSetup } from './node/stub'
+import type { NamespaceSetup, OriginCall } from './node/stub'
 
 export const STUB_URL = (env as unknown as { STUB_URL: string }).STUB_URL
 export const ISSUER = 'https://issuer.test'
@@ -89,14 +89,7 @@ export class Stub {
   }
 }
 
-export interface OriginCall {
-  method: string
-  url: string
-  headers: Record<string, string | string[] | undefined>
-  rawHeaders: string[]
-  bodyBytes: number
-  bodySha256: string
-}
+export type { OriginCall }
 
 export type GatewayEnv = Record<string, unknown>
 

@@ -40,7 +40,8 @@ export interface NamespaceSetup {
   originHeaders?: Record<string, string | string[]>
 }
 
-interface OriginCall {
+/** What the origin saw of one request; the workerd tests read these back from `/_calls`. */
+export interface OriginCall {
   method: string
   url: string
   headers: Record<string, string | string[] | undefined>

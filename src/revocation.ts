@@ -10,6 +10,7 @@
  */
 import type { RevocationConfig } from './config'
 import { GatewayError } from './errors'
+import { log } from './log'
 import type { Identity } from './verify'
 
 /** Most lookups one isolate remembers; the oldest go first. Bounds memory under unique tokens. */
@@ -94,14 +95,7 @@ export class RevocationList {
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err)
       if (this.config.failOpen) {
-        console.log(
-          JSON.stringify({
-            level: 'error',
-            event: 'revocation_check_failed',
-            failOpen: true,
-            detail,
-          }),
-        )
+        log({ level: 'error', event: 'revocation_check_failed', failOpen: true, detail })
         return
       }
       throw new GatewayError('revocation_unavailable', detail)

@@ -8,6 +8,7 @@ import { GatewayError } from './errors'
 import type { Gateway } from './gateway'
 import type { KeyDeps } from './keys'
 import type { RequestLog } from './log'
+import type { Background } from './revocation'
 import { verifyToken, type Identity, type Issuer } from './verify'
 
 /** CORS preflights carry no credentials by design (Fetch standard); routes opt in to pass them. */
@@ -31,6 +32,7 @@ export async function authenticate(
   gateway: Gateway,
   log: RequestLog,
   deps: KeyDeps,
+  background?: Background,
 ): Promise<Identity | null> {
   if (found === null) {
     if (route.auth === 'required') throw new GatewayError('missing_token')
@@ -38,7 +40,8 @@ export async function authenticate(
   }
   // Optional routes verify a token that is present, and refuse it if it fails: a failed token is
   // never forwarded as if anonymous.
-  return verified(found.token, gateway.routeIssuers.get(route) ?? [], gateway, log, deps)
+  const issuers = gateway.routeIssuers.get(route) ?? []
+  return verified(found.token, issuers, gateway, log, deps, background)
 }
 
 export async function verified(
@@ -47,6 +50,7 @@ export async function verified(
   gateway: Gateway,
   log: RequestLog,
   deps: KeyDeps,
+  background?: Background,
 ): Promise<Identity> {
   const started = performance.now()
   const now = deps.now()
@@ -66,7 +70,7 @@ export async function verified(
     gateway.verified.set(token, identity, now)
   }
   // Checked on cache hits too: a revocation applies to tokens already verified.
-  const pending = gateway.revocations?.check(identity, now)
+  const pending = gateway.revocations?.check(identity, now, background)
   if (pending) await pending
   log.auth(identity, performance.now() - started, cached)
   return identity

@@ -13,6 +13,7 @@ import { gatewayFor, type Gateway } from './gateway'
 import { identityHeaders } from './identity'
 import { requestLog, type MetricsSink, type RequestLog } from './log'
 import { checkPolicy } from './policy'
+import type { Background } from './revocation'
 import { matchPath, matchRoute } from './routes'
 
 export interface Env {
@@ -42,7 +43,9 @@ app.all('*', async (c) => {
   }
   const gateway = built.gateway
   try {
-    return finish(await pipeline(request, gateway, log, c.env), log, undefined, gateway)
+    const ctx = c.executionCtx
+    const background = (work: Promise<unknown>) => ctx.waitUntil(work)
+    return finish(await pipeline(request, gateway, log, c.env, background), log, undefined, gateway)
   } catch (thrown) {
     const err =
       thrown instanceof GatewayError ? thrown : new GatewayError('internal_error', String(thrown))
@@ -55,6 +58,7 @@ async function pipeline(
   gateway: Gateway,
   log: RequestLog,
   env: Env,
+  background: Background,
 ): Promise<Response> {
   const url = new URL(request.url)
 
@@ -67,7 +71,7 @@ async function pipeline(
 
   const verify = needsAuth(route, request)
   const found = verify ? findToken(request, url, route.sources) : null
-  const identity = verify ? await authenticate(found, route, gateway, log, io) : null
+  const identity = verify ? await authenticate(found, route, gateway, log, io, background) : null
   if (identity) checkPolicy(identity, route)
 
   const headers = originHeaders(

@@ -1,13 +1,16 @@
 import { env } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
+import { RevocationList, revocationId } from '../src/revocation'
 import {
   AUDIENCE,
   bearer,
   body,
+  captureLogs,
   gatewayEnv,
   makeKey,
   mint,
   send,
+  sleep,
   Stub,
   type GatewayEnv,
   type TestKey,
@@ -324,6 +327,139 @@ describe('when KV fails', () => {
     // Fail-open never lets an unverified token through.
     const forged = await mint(await makeKey('ES256'), { iss: s.iss })
     expect((await send(s.gw, '/x', bearer(forged))).status).toBe(401)
+  })
+})
+
+describe('the snapshot of the list', () => {
+  /** A fresh KV view that counts the reads the gateway makes. */
+  async function counted(fail: { list?: boolean } = {}) {
+    const kv = await freshKv()
+    const calls = { get: 0, list: 0 }
+    const view = {
+      get: (k: string, o?: unknown) => (calls.get++, kv.get(k, o as 'text')),
+      put: kv.put.bind(kv),
+      delete: kv.delete.bind(kv),
+      list: (o?: KVNamespaceListOptions) => {
+        calls.list++
+        return fail.list ? Promise.reject(new Error('list is down')) : kv.list(o)
+      },
+    } as unknown as KVNamespace
+    return { kv, view, calls }
+  }
+
+  it('checks new tokens with no KV read once the first request has loaded it', async () => {
+    const { view, calls } = await counted()
+    const s = await setup({ REVOCATIONS: view })
+    await admin(s.gw, 'POST', '/revocations', { jti: 'listed' })
+    expect((await send(s.gw, '/x', bearer(await s.token()))).status).toBe(200)
+    expect(calls.list).toBe(1)
+    const gets = calls.get
+    for (let i = 0; i < 5; i++) {
+      expect((await send(s.gw, '/x', bearer(await s.token()))).status).toBe(200)
+    }
+    expect(calls.get).toBe(gets)
+    expect(calls.list).toBe(1)
+  })
+
+  it('picks up another isolate’s revocation in the background, then refuses with no KV read', async () => {
+    const { view, calls } = await counted()
+    const a = await setup({ REVOCATIONS: view, REVOCATION_CACHE_SECONDS: '1' })
+    // b is another isolate: same KV, same issuer, its own caches.
+    const b = { ...a, gw: { ...a.gw } }
+    const token = await a.token({ jti: 'elsewhere' })
+    expect((await send(a.gw, '/x', bearer(token))).status).toBe(200)
+    await admin(b.gw, 'POST', '/revocations', { jti: 'elsewhere' })
+    // Past half the cache time a request starts a refresh after its response.
+    await sleep(600)
+    await send(a.gw, '/x', bearer(await a.token()))
+    const gets = calls.get
+    expect((await send(a.gw, '/x', bearer(token))).status).toBe(401)
+    expect(calls.get).toBe(gets)
+  })
+
+  it('enforces records written by hand (no metadata) by their hashed id', async () => {
+    const { kv, view, calls } = await counted()
+    const s = await setup({ REVOCATIONS: view })
+    await kv.put(`jti:${await sha256hex(`${s.iss}\nhand-jti`)}`, '{}')
+    const T = now() - 100
+    await kv.put(`sub:${await sha256hex(`${s.iss}\nmallory`)}`, JSON.stringify({ before: T }))
+    expect((await send(s.gw, '/x', bearer(await s.token()))).status).toBe(200)
+    expect(calls.list).toBe(1)
+    const gets = calls.get
+    expect((await send(s.gw, '/x', bearer(await s.token({ jti: 'hand-jti' })))).status).toBe(401)
+    const cut = await s.token({ sub: 'mallory', iat: T })
+    expect((await send(s.gw, '/x', bearer(cut))).status).toBe(401)
+    const later = await s.token({ sub: 'mallory', iat: T + 1 })
+    expect((await send(s.gw, '/x', bearer(later))).status).toBe(200)
+    expect(calls.get).toBe(gets)
+  })
+
+  it('does not trust metadata that does not hash to its key', async () => {
+    const { kv, view } = await counted()
+    const s = await setup({ REVOCATIONS: view })
+    // Key for jti "real", metadata claiming jti "decoy": the key is what the per-key path reads.
+    const id = `jti:${await sha256hex(`${s.iss}\nreal`)}`
+    await kv.put(id, '{}', {
+      metadata: { id, kind: 'jti', iss: s.iss, jti: 'decoy', createdAt: 1 },
+    })
+    expect((await send(s.gw, '/x', bearer(await s.token()))).status).toBe(200)
+    expect((await send(s.gw, '/x', bearer(await s.token({ jti: 'real' })))).status).toBe(401)
+    expect((await send(s.gw, '/x', bearer(await s.token({ jti: 'decoy' })))).status).toBe(200)
+  })
+
+  it('keeps failing closed on a malformed hand-written cut-off', async () => {
+    const { kv, view } = await counted()
+    const s = await setup({ REVOCATIONS: view })
+    await kv.put(`all:${await sha256hex(s.iss)}`, '{"before":"yesterday"}')
+    expect((await send(s.gw, '/x', bearer(await s.token()))).status).toBe(503)
+    expect((await send(s.gw, '/x', bearer(await s.token()))).status).toBe(503)
+  })
+
+  it('falls back to KV reads, logged, while listing fails', async () => {
+    const { view, calls } = await counted({ list: true })
+    const s = await setup({ REVOCATIONS: view })
+    const logs = captureLogs()
+    try {
+      expect((await send(s.gw, '/x', bearer(await s.token()))).status).toBe(200)
+      const gets = calls.get
+      expect((await send(s.gw, '/x', bearer(await s.token()))).status).toBe(200)
+      expect(calls.get).toBeGreaterThan(gets)
+    } finally {
+      logs.restore()
+    }
+    expect(logs.lines.find((l) => l.event === 'revocation_snapshot_failed')).toMatchObject({
+      detail: 'list is down',
+    })
+  })
+
+  it('is not built from a list longer than its bound; per-key reads take over', async () => {
+    const { view, calls } = await counted()
+    const config = { cacheTtlS: 10, failOpen: false, timeoutMs: 2000 }
+    const list = new RevocationList(view, config, 2)
+    const iss = 'https://issuer.test/bound'
+    for (const jti of ['r1', 'r2', 'r3']) {
+      const id = await revocationId('jti', iss, jti)
+      await list.put({ id, kind: 'jti', iss, jti, createdAt: now() }, Date.now())
+    }
+    const identity = (jti: string) => ({
+      issuer: iss,
+      sub: 'alice',
+      kid: undefined,
+      alg: 'ES256' as const,
+      claims: { jti, iat: now() },
+    })
+    const work: Promise<unknown>[] = []
+    await list.check(identity('n1'), Date.now(), (p) => work.push(p))
+    await Promise.all(work)
+    expect(calls.list).toBe(1)
+    const gets = calls.get
+    // Not known without I/O: a promise, and KV is read.
+    const pending = list.check(identity('n2'), Date.now(), (p) => work.push(p))
+    expect(pending).toBeInstanceOf(Promise)
+    await pending
+    expect(calls.get).toBeGreaterThan(gets)
+    // Not listed again before SNAPSHOT_RETRY_MS.
+    expect(calls.list).toBe(1)
   })
 })
 

@@ -59,8 +59,7 @@ export async function verified(
   if (!identity) {
     const refused = gateway.rejected.get(token, issuers, now)
     // Same answer as before, no signature work; the log says it was remembered.
-    if (refused)
-      throw new GatewayError(refused.code, `${refused.detail ?? refused.code} (remembered)`)
+    if (refused) throw refused
     try {
       identity = await verifyToken(token, issuers, deps)
     } catch (err) {

@@ -208,13 +208,36 @@ export interface ToResponseOptions {
   description?: string
 }
 
+/** A refusal's status, body and headers, built once per (code, realm): refusals are the flood case. */
+interface Prepared {
+  readonly status: number
+  readonly body: string
+  readonly headers: readonly [string, string][]
+}
+
+/** Reason codes x realms: a few dozen entries at most (realms come from config, not requests). */
+const prepared = new Map<string, Prepared>()
+
 export function toResponse(err: GatewayError, opts: ToResponseOptions): Response {
+  // Only the generic answers are shared; one naming a variable or a scope is built each time.
+  const shared =
+    opts.description === undefined && err.publicDescription === undefined && err.scope === undefined
+  const memo = shared ? `${err.code}\n${opts.realm}` : undefined
+  let answer = memo === undefined ? undefined : prepared.get(memo)
+  if (answer === undefined) {
+    answer = prepare(err, opts)
+    if (memo !== undefined) prepared.set(memo, answer)
+  }
+  return new Response(answer.body, { status: answer.status, headers: answer.headers })
+}
+
+function prepare(err: GatewayError, opts: ToResponseOptions): Prepared {
   const a = answerFor(err.code)
   const description = opts.description ?? err.publicDescription ?? a.description
-  const headers = new Headers({
-    'content-type': 'application/json; charset=utf-8',
-    'cache-control': 'no-store',
-  })
+  const headers: [string, string][] = [
+    ['content-type', 'application/json; charset=utf-8'],
+    ['cache-control', 'no-store'],
+  ]
   if (a.challenge) {
     const params = [`realm=${quoted(opts.realm)}`]
     if (a.oauthError) {
@@ -222,9 +245,9 @@ export function toResponse(err: GatewayError, opts: ToResponseOptions): Response
     }
     // Scope tokens are validated at config time: no quotes or backslashes can reach here.
     if (err.scope !== undefined) params.push(`scope=${quoted(err.scope)}`)
-    headers.set('www-authenticate', `Bearer ${params.join(', ')}`)
+    headers.push(['www-authenticate', `Bearer ${params.join(', ')}`])
   }
-  if (a.retryAfterS !== undefined) headers.set('retry-after', String(a.retryAfterS))
+  if (a.retryAfterS !== undefined) headers.push(['retry-after', String(a.retryAfterS)])
   const body = { error: a.oauthError ?? a.bodyError, error_description: description }
-  return new Response(JSON.stringify(body), { status: a.status, headers })
+  return { status: a.status, body: JSON.stringify(body), headers }
 }

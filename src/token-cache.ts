@@ -6,7 +6,7 @@
  * zero spare bits), so an altered encoding of a cached token is a different key and is verified in
  * full. An ECDSA (r, n-s) twin is a second valid signature and simply a second entry.
  */
-import type { GatewayError, ReasonCode } from './errors'
+import { GatewayError, type ReasonCode } from './errors'
 import type { Identity } from './verify'
 
 /** Most tokens remembered; the least recently used go first, so a flood of unique tokens is bounded. */
@@ -88,6 +88,7 @@ const PERMANENT = new Set<ReasonCode>([
 ])
 
 interface Rejection {
+  /** What a repeat gets: the same code, the detail marked as remembered. Built once. */
   readonly error: GatewayError
   /** The issuer list the token was refused against: a route trusting others must verify anew. */
   readonly issuers: object
@@ -98,7 +99,7 @@ interface Rejection {
 export class RejectedTokenCache {
   private readonly entries = new Map<string, Rejection>()
 
-  /** The earlier refusal of this token against these issuers, if it still stands. */
+  /** The earlier refusal of this token against these issuers, if it still stands, to rethrow. */
   get(token: string, issuers: object, nowMs: number): GatewayError | undefined {
     const entry = this.entries.get(token)
     if (!entry || entry.issuers !== issuers || nowMs >= entry.untilMs) return undefined
@@ -110,6 +111,11 @@ export class RejectedTokenCache {
     if (this.entries.size >= REJECTED_CACHE_MAX_ENTRIES) {
       this.entries.delete(this.entries.keys().next().value!)
     }
-    this.entries.set(token, { error, issuers, untilMs: nowMs + REJECTED_CACHE_TTL_S * 1000 })
+    const remembered = new GatewayError(error.code, `${error.detail ?? error.code} (remembered)`)
+    this.entries.set(token, {
+      error: remembered,
+      issuers,
+      untilMs: nowMs + REJECTED_CACHE_TTL_S * 1000,
+    })
   }
 }

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { bearerToken, MAX_TOKEN_BYTES } from '../src/credentials'
-import { GatewayError, type ReasonCode } from '../src/errors'
+import { GatewayError, toResponse, type ReasonCode } from '../src/errors'
 import {
   b64u,
   bearer,
@@ -292,5 +292,37 @@ describe('credentials through the worker', () => {
       'bad_signature',
     ])
     expect((await stub.calls()).origin).toHaveLength(0)
+  })
+})
+
+describe('toResponse (pure)', () => {
+  it('shares generic answers per code and realm, never one naming a scope or a variable', async () => {
+    const scoped = toResponse(new GatewayError('insufficient_scope', 'd', undefined, 'read'), {
+      realm: 'r',
+    })
+    expect(scoped.headers.get('www-authenticate')).toContain('scope="read"')
+    const plain = toResponse(new GatewayError('insufficient_scope'), { realm: 'r' })
+    expect(plain.headers.get('www-authenticate')).toBe(
+      'Bearer realm="r", error="insufficient_scope", error_description="The access token does not grant access to this resource"',
+    )
+    const named = toResponse(new GatewayError('config_invalid'), {
+      realm: 'r',
+      description: 'X: bad',
+    })
+    expect(await named.json()).toEqual({ error: 'server_error', error_description: 'X: bad' })
+    const generic = toResponse(new GatewayError('config_invalid'), { realm: 'r' })
+    expect(await generic.json()).toEqual({
+      error: 'server_error',
+      error_description: 'The gateway is misconfigured',
+    })
+    // Another realm, another challenge; each answer is its own Response.
+    const other = toResponse(new GatewayError('bad_signature'), { realm: 'other' })
+    const again = toResponse(new GatewayError('bad_signature'), { realm: 'other' })
+    expect(other.headers.get('www-authenticate')).toMatch(/^Bearer realm="other", /)
+    expect(other).not.toBe(again)
+    again.headers.set('x-request-id', 'one')
+    expect(
+      toResponse(new GatewayError('bad_signature'), { realm: 'other' }).headers.has('x-request-id'),
+    ).toBe(false)
   })
 })

@@ -31,7 +31,7 @@ export interface AdminDeps {
 export function isAdminPath(pathname: string, prefix: string): boolean {
   let path = pathname
   try {
-    path = decodeURIComponent(pathname)
+    if (pathname.includes('%')) path = decodeURIComponent(pathname)
   } catch {
     // Undecodable paths are compared as sent.
   }

@@ -51,17 +51,17 @@ export function originHeaders(
 ): Headers {
   const out = new Headers(incoming)
   const cfg = route.identity
+  let drop = droppedFor(cfg, reserved)
   const connection = incoming.get('connection')
-  const drop = new Set(HOP_BY_HOP)
-  for (const name of connection?.split(',') ?? []) drop.add(name.trim().toLowerCase())
-  if (!cfg.keepAuthorization) drop.add('authorization')
-  // Headers any route sets from claims, and assertion headers, are ours alone on every route:
-  // a copy captured from one route must not be replayed to an origin through another.
-  for (const name of reserved) drop.add(name)
-  // The Host header names the gateway; the origin's comes from its URL.
-  drop.add('host')
+  if (connection !== null) {
+    // Headers the client's Connection header names are hop-by-hop for this request only.
+    const named = new Set(drop)
+    for (const name of connection.split(',')) named.add(name.trim().toLowerCase())
+    drop = named
+  }
+  const prefix = cfg.prefix.replaceAll('_', '-')
   for (const name of [...out.keys()]) {
-    if (drop.has(name) || isIdentityHeader(name, cfg.prefix)) out.delete(name)
+    if (drop.has(name) || isIdentityHeader(name, prefix)) out.delete(name)
   }
   if (token?.kind === 'cookie' && !cfg.keepAuthorization) {
     const kept = (incoming.get('cookie') ?? '')
@@ -73,6 +73,29 @@ export function originHeaders(
   }
   for (const [name, value] of identity) out.set(name, value)
   return out
+}
+
+/** Per route (its identity config) and gateway (reserved names): fixed, so built once. */
+const dropped = new WeakMap<object, ReadonlySet<string>>()
+
+/** The header names never forwarded on this route, whatever the request. */
+function droppedFor(
+  cfg: RouteConfig['identity'],
+  reserved: ReadonlySet<string>,
+): ReadonlySet<string> {
+  let drop = dropped.get(cfg)
+  if (drop === undefined) {
+    const names = new Set(HOP_BY_HOP)
+    if (!cfg.keepAuthorization) names.add('authorization')
+    // Headers any route sets from claims, and assertion headers, are ours alone on every route:
+    // a copy captured from one route must not be replayed to an origin through another.
+    for (const name of reserved) names.add(name)
+    // The Host header names the gateway; the origin's comes from its URL.
+    names.add('host')
+    drop = names
+    dropped.set(cfg, drop)
+  }
+  return drop
 }
 
 /** The query with every `name=` parameter removed and every other byte kept as sent. */

@@ -99,9 +99,10 @@ function buildIdentityHeaders(identity: Identity, cfg: IdentityConfig): [string,
 
 /**
  * Could a client use this (lower-cased) header name to impersonate an identity? The default
- * prefixes in both spellings (some servers treat `_` as `-`), and the route's own prefix likewise.
+ * prefixes in both spellings (some servers treat `_` as `-`), and the route's own prefix likewise
+ * (pass it with `_` already read as `-`).
  */
 export function isIdentityHeader(name: string, prefix: string = IDENTITY_HEADER_PREFIX): boolean {
-  const dashed = name.replaceAll('_', '-')
-  return dashed.startsWith(IDENTITY_HEADER_PREFIX) || dashed.startsWith(prefix.replaceAll('_', '-'))
+  const dashed = name.includes('_') ? name.replaceAll('_', '-') : name
+  return dashed.startsWith(IDENTITY_HEADER_PREFIX) || dashed.startsWith(prefix)
 }

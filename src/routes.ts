@@ -17,6 +17,9 @@ const UNRESERVED = /%(2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff]|7[Ee])/g
  * reading of it is safe.
  */
 export function matchPath(pathname: string): string {
+  // The URL parser has removed dot segments and reads `\` as `/`: with no escape and no `;`,
+  // there is nothing left to normalise.
+  if (!pathname.includes('%') && !pathname.includes(';')) return pathname
   const path = pathname
     .replace(UNRESERVED, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
     .replace(/%2f|%5c|\\/gi, '/')

@@ -11,6 +11,7 @@
  * Read path, cheapest first: this isolate's own writes; a snapshot of the whole list (one KV list,
  * refreshed in the background while requests keep flowing); a per-key cache; a KV get per key.
  */
+import { makeRoom } from './bounded'
 import type { RevocationConfig } from './config'
 import { GatewayError } from './errors'
 import { log } from './log'
@@ -239,9 +240,7 @@ export class RevocationList {
     this.cache.delete(memo)
     this.local.delete(memo)
     if (this.config.cacheTtlS === 0) return
-    if (this.local.size >= REVOCATION_CACHE_MAX_ENTRIES) {
-      this.local.delete(this.local.keys().next().value!)
-    }
+    makeRoom(this.local, REVOCATION_CACHE_MAX_ENTRIES)
     const untilMs = nowMs + Math.max(KV_PROPAGATION_MS, this.config.cacheTtlS * 1000)
     this.local.set(memo, { lookup, untilMs })
   }
@@ -275,9 +274,7 @@ export class RevocationList {
   private remember(memo: string, lookup: Lookup, nowMs: number): void {
     this.cache.delete(memo)
     if (this.config.cacheTtlS === 0) return
-    if (this.cache.size >= REVOCATION_CACHE_MAX_ENTRIES) {
-      this.cache.delete(this.cache.keys().next().value!)
-    }
+    makeRoom(this.cache, REVOCATION_CACHE_MAX_ENTRIES)
     this.cache.set(memo, { lookup, untilMs: nowMs + this.config.cacheTtlS * 1000 })
   }
 

@@ -6,6 +6,7 @@
  * zero spare bits), so an altered encoding of a cached token is a different key and is verified in
  * full. An ECDSA (r, n-s) twin is a second valid signature and simply a second entry.
  */
+import { makeRoom } from './bounded'
 import { GatewayError, type ReasonCode } from './errors'
 import type { Identity } from './verify'
 
@@ -50,9 +51,7 @@ export class VerifiedTokenCache {
   }
 
   set(token: string, identity: Identity, nowMs: number): void {
-    if (this.entries.size >= VERIFIED_CACHE_MAX_ENTRIES) {
-      this.entries.delete(this.entries.keys().next().value!)
-    }
+    makeRoom(this.entries, VERIFIED_CACHE_MAX_ENTRIES)
     const exp = typeof identity.claims.exp === 'number' ? identity.claims.exp * 1000 : Infinity
     this.entries.set(token, {
       identity,
@@ -108,9 +107,7 @@ export class RejectedTokenCache {
 
   set(token: string, issuers: object, error: GatewayError, nowMs: number): void {
     if (!PERMANENT.has(error.code)) return
-    if (this.entries.size >= REJECTED_CACHE_MAX_ENTRIES) {
-      this.entries.delete(this.entries.keys().next().value!)
-    }
+    makeRoom(this.entries, REJECTED_CACHE_MAX_ENTRIES)
     const remembered = new GatewayError(error.code, `${error.detail ?? error.code} (remembered)`)
     this.entries.set(token, {
       error: remembered,

@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest'
+import { EVICT_FRACTION } from '../src/bounded'
 import { bearerToken } from '../src/credentials'
 import { GatewayError } from '../src/errors'
 import {
@@ -51,7 +52,9 @@ describe('verified-token cache', () => {
       c.set(`t${i}`, id, T0 + i)
     }
     const end = T0 + VERIFIED_CACHE_MAX_ENTRIES + 500
-    expect(c.size).toBe(VERIFIED_CACHE_MAX_ENTRIES)
+    // Full, it drops its oldest 1% at once.
+    expect(c.size).toBeLessThanOrEqual(VERIFIED_CACHE_MAX_ENTRIES)
+    expect(c.size).toBeGreaterThan(VERIFIED_CACHE_MAX_ENTRIES * (1 - EVICT_FRACTION))
     expect(c.get('t0', end)).toBeUndefined()
     expect(c.get('keep', end)).toBe(id)
     expect(c.get(`t${VERIFIED_CACHE_MAX_ENTRIES + 499}`, end)).toBe(id)
@@ -62,9 +65,14 @@ describe('verified-token cache', () => {
     const id = identity({ exp: T0 / 1000 + 3600 })
     c.set('a', id, T0)
     c.set('b', id, T0)
-    expect(c.get('a', T0 + 999)).toBe(id) // too soon to move 'a' behind 'b'
-    for (let i = 0; i < VERIFIED_CACHE_MAX_ENTRIES - 1; i++) c.set(`t${i}`, id, T0 + 1000)
+    for (let i = 0; i < 200; i++) c.set(`f${i}`, id, T0)
+    expect(c.get('a', T0 + 999)).toBe(id) // too soon to move 'a' behind the others
+    expect(c.get('b', T0 + 1000)).toBe(id) // moved behind f0..f199
+    // Fill up: the first eviction drops the oldest 1% (100 entries): 'a' and f0..f98.
+    for (let i = 0; i < VERIFIED_CACHE_MAX_ENTRIES - 202 + 1; i++) c.set(`t${i}`, id, T0 + 1000)
     expect(c.get('a', T0 + 1000)).toBeUndefined()
+    expect(c.get('f98', T0 + 1000)).toBeUndefined()
+    expect(c.get('f99', T0 + 1000)).toBe(id)
     expect(c.get('b', T0 + 1000)).toBe(id)
   })
 

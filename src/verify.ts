@@ -4,14 +4,7 @@
  * and the key's, `kid` is a lookup key, and `jku`, `x5u`, `x5c`, `jwk` are never read (RFC 8725 §3.1).
  * I/O only through the KeyStore; time comes from the caller.
  */
-import {
-  base64url,
-  decodeJwt,
-  decodeProtectedHeader,
-  errors,
-  jwtVerify,
-  type JWTPayload,
-} from 'jose'
+import { base64url, errors, jwtVerify, type JWTPayload } from 'jose'
 import type { IssuerConfig, JwsAlgorithm } from './config'
 import { GatewayError, type ReasonCode } from './errors'
 import type { KeyDeps, KeyProvider } from './keys'
@@ -37,6 +30,15 @@ export interface Identity {
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })
 
+// Character codes ambiguousJson looks at.
+const QUOTE = 0x22 // "
+const BACKSLASH = 0x5c
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+const OPEN_BRACKET = 0x5b
+const CLOSE_BRACKET = 0x5d
+const COMMA = 0x2c
+
 /**
  * Why this JSON text is ambiguous, or null: an object with two members of one name (at any depth,
  * names compared after unescaping), or nesting past MAX_JSON_DEPTH. Linear: one pass, each member
@@ -47,42 +49,62 @@ export function ambiguousJson(json: string): string | null {
   const open: (Set<string> | null)[] = []
   let nameNext = false
   for (let i = 0; i < json.length; i++) {
-    const c = json[i]
-    if (c === '"') {
+    const c = json.charCodeAt(i)
+    if (c === QUOTE) {
       let end = i + 1
-      while (end < json.length && json[end] !== '"') end += json[end] === '\\' ? 2 : 1
+      let escaped = false
+      while (end < json.length && json.charCodeAt(end) !== QUOTE) {
+        if (json.charCodeAt(end) === BACKSLASH) {
+          escaped = true
+          end += 2
+        } else end += 1
+      }
       const names = open.at(-1)
       if (nameNext && names) {
-        const name = JSON.parse(json.slice(i, end + 1)) as string
+        // Only a name with escapes needs decoding to compare (`"a"` and `"\u0061"` are one name).
+        const name = escaped
+          ? (JSON.parse(json.slice(i, end + 1)) as string)
+          : json.slice(i + 1, end)
         if (names.has(name)) return 'duplicate member name'
         names.add(name)
       }
       nameNext = false
       i = end
-    } else if (c === '{' || c === '[') {
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       if (open.length === MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH}`
-      open.push(c === '{' ? new Set() : null)
-      nameNext = c === '{'
-    } else if (c === '}' || c === ']') {
+      open.push(c === OPEN_BRACE ? new Set() : null)
+      nameNext = c === OPEN_BRACE
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
       open.pop()
-    } else if (c === ',') {
+    } else if (c === COMMA) {
       nameNext = Boolean(open.at(-1))
     }
   }
   return null
 }
 
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** Header and payload, each decoded and parsed once. credentials.ts has checked the JWS syntax. */
 function unverified(token: string): { header: Record<string, unknown>; payload: JWTPayload } {
-  let header: Record<string, unknown>
-  let payload: JWTPayload
+  const first = token.indexOf('.')
+  const second = token.indexOf('.', first + 1)
+  let header: unknown
+  let payload: unknown
   let why: string | null
   try {
-    header = decodeProtectedHeader(token)
-    payload = decodeJwt(token)
-    const [h, p] = token.split('.') as [string, string]
     const text = (part: string) => strictUtf8.decode(base64url.decode(part))
-    why = ambiguousJson(text(h)) ?? ambiguousJson(text(p))
+    const h = text(token.slice(0, first))
+    const p = text(token.slice(first + 1, second))
+    header = JSON.parse(h)
+    payload = JSON.parse(p)
+    why = ambiguousJson(h) ?? ambiguousJson(p)
   } catch {
+    why = 'not JSON'
+  }
+  if (first === -1 || second === -1 || !isJsonObject(header) || !isJsonObject(payload)) {
     throw new GatewayError('malformed_token', 'header or payload is not a UTF-8 JSON object')
   }
   // JSON.parse keeps the last of two same-named members, other parsers the first: the origin, a

@@ -29,16 +29,6 @@ export function encodeHeaderValue(value: string): string {
   )
 }
 
-/** base64url without padding of a UTF-8 string. */
-export function base64url(text: string): string {
-  const bytes = new TextEncoder().encode(text)
-  let bin = ''
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
-  }
-  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
-}
-
 /**
  * A claim as a header value: strings as they are, numbers and booleans as JSON text, arrays of
  * those joined with "," when no element contains a comma, anything else as JSON. Then the safe
@@ -61,27 +51,24 @@ export function claimHeaderValue(value: unknown): string | undefined {
 }
 
 /**
- * The identity headers for one route. X-Auth-Claims is re-serialised from the verified payload
- * rather than copied from the token, so the origin reads exactly what the gateway checked even if
- * the token's JSON had duplicate member names.
+ * The identity headers for one route. X-Auth-Claims is the token's own payload segment: the exact
+ * JSON the gateway verified (a token whose JSON could be read two ways never gets this far).
  */
 export function identityHeaders(
   identity: Identity,
   cfg: IdentityConfig,
 ): readonly (readonly [string, string])[] {
   // Identities are shared by the verified-token cache, so a repeated token reuses its headers
-  // instead of re-serialising and re-encoding its claims on every request.
+  // instead of re-encoding its claims on every request. Per identity a plain Map (routes are
+  // few and live as long as the config); only the outer map is weak.
   let perConfig = built.get(identity)
-  if (!perConfig) built.set(identity, (perConfig = new WeakMap()))
+  if (!perConfig) built.set(identity, (perConfig = new Map()))
   let out = perConfig.get(cfg)
   if (!out) perConfig.set(cfg, (out = buildIdentityHeaders(identity, cfg)))
   return out
 }
 
-const built = new WeakMap<
-  Identity,
-  WeakMap<IdentityConfig, readonly (readonly [string, string])[]>
->()
+const built = new WeakMap<Identity, Map<IdentityConfig, readonly (readonly [string, string])[]>>()
 
 function buildIdentityHeaders(identity: Identity, cfg: IdentityConfig): [string, string][] {
   const claims = identity.claims as Record<string, unknown>
@@ -89,7 +76,7 @@ function buildIdentityHeaders(identity: Identity, cfg: IdentityConfig): [string,
     [`${cfg.prefix}sub`, encodeHeaderValue(identity.sub)],
     [`${cfg.prefix}iss`, encodeHeaderValue(identity.issuer)],
   ]
-  if (cfg.sendClaims) out.push([`${cfg.prefix}claims`, base64url(JSON.stringify(identity.claims))])
+  if (cfg.sendClaims) out.push([`${cfg.prefix}claims`, identity.encodedClaims])
   for (const [header, path] of cfg.claimHeaders) {
     const value = claimHeaderValue(claimAt(claims, path))
     if (value !== undefined) out.push([header, value])

@@ -26,6 +26,11 @@ export interface Identity {
   readonly alg: JwsAlgorithm
   /** The verified payload, as jose parsed it. */
   readonly claims: JWTPayload
+  /**
+   * The token's payload segment: base64url of exactly the JSON that was verified. Unambiguous,
+   * since tokens with duplicate member names are refused, so it is forwarded as X-Auth-Claims.
+   */
+  readonly encodedClaims: string
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })
@@ -189,7 +194,15 @@ export async function verifyToken(
   if (claims.iat !== undefined && typeof claims.iat !== 'number') {
     throw new GatewayError('bad_claims', 'iat is not a number')
   }
-  return { issuer: cfg.issuer, sub: claims.sub, kid, alg: alg as JwsAlgorithm, claims }
+  const encodedClaims = token.slice(token.indexOf('.') + 1, token.lastIndexOf('.'))
+  return {
+    issuer: cfg.issuer,
+    sub: claims.sub,
+    kid,
+    alg: alg as JwsAlgorithm,
+    claims,
+    encodedClaims,
+  }
 }
 
 /** Media types compare case-insensitively, and `application/` may be omitted (RFC 7515 §4.1.9). */

@@ -447,6 +447,7 @@ describe('the snapshot of the list', () => {
       kid: undefined,
       alg: 'ES256' as const,
       claims: { jti, iat: now() },
+      encodedClaims: '',
     })
     const work: Promise<unknown>[] = []
     await list.check(identity('n1'), Date.now(), (p) => work.push(p))

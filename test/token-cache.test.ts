@@ -16,7 +16,7 @@ import { bearer, gatewayEnv, makeKey, mint, send, Stub } from './helpers'
 const T0 = 1_800_000_000_000
 
 function identity(claims: Record<string, unknown>): Identity {
-  return { issuer: 'https://i', sub: 's', kid: 'k', alg: 'ES256', claims }
+  return { issuer: 'https://i', sub: 's', kid: 'k', alg: 'ES256', claims, encodedClaims: '' }
 }
 
 describe('verified-token cache', () => {

@@ -149,6 +149,7 @@ describe('claim -> header encoding', () => {
             kid: undefined,
             alg: 'ES256',
             claims: { ...claims(), ...extra, sub },
+            encodedClaims: b64u(JSON.stringify({ ...claims(), ...extra, sub })),
           }
           const cfg: IdentityConfig = {
             prefix: 'x-auth-',

@@ -20,6 +20,7 @@ import {
   integer,
   jwksPolicy,
   keyUrl,
+  logRequests,
   list,
   MAX_CLOCK_SKEW_S,
   MIN_HMAC_SECRET_BYTES,
@@ -465,6 +466,7 @@ export function structuredMode(env: RawEnv): GatewayConfig {
   return {
     realm: realmOf(text(g, 'realm', 'GATEWAY.realm'), 'GATEWAY.realm'),
     serverTiming: flag(g, 'serverTiming', false, 'GATEWAY.serverTiming'),
+    logRequests: logRequests(env),
     issuers,
     routes,
     revocation: revocation(env),

@@ -167,6 +167,8 @@ export interface GatewayConfig {
   readonly realm: string
   /** Send `Server-Timing: auth;dur=...` to clients (reveals cache hits; off unless asked for). */
   readonly serverTiming: boolean
+  /** Which requests get a log line: all, or all but those forwarded to the origin. */
+  readonly logRequests: LogRequests
   readonly issuers: readonly IssuerConfig[]
   readonly routes: readonly RouteConfig[]
   /** null when no REVOCATIONS KV namespace is bound: revocation is off. */
@@ -413,6 +415,7 @@ function simpleMode(env: RawEnv): GatewayConfig {
   return {
     realm: realmOf(text(env, 'GATEWAY_REALM'), 'GATEWAY_REALM'),
     serverTiming: flag(env, 'SERVER_TIMING', false),
+    logRequests: logRequests(env),
     issuers: [iss],
     routes: [route],
     revocation: revocation(env),
@@ -442,6 +445,21 @@ export function revocation(env: RawEnv): RevocationConfig | null {
     failOpen: flag(env, 'REVOCATION_FAIL_OPEN', false),
     timeoutMs: integer(env, 'REVOCATION_TIMEOUT_MS', DEFAULT_REVOCATION_TIMEOUT_MS, 50, 30_000),
   }
+}
+
+export type LogRequests = 'all' | 'refused'
+
+/**
+ * LOG_REQUESTS, a flat variable in both modes. `refused` keeps the line of every request the
+ * gateway answered itself (refusals, errors, admin) and drops only those forwarded to the origin:
+ * security events are never lost, and a busy API pays no log line per success.
+ */
+export function logRequests(env: RawEnv): LogRequests {
+  const value = text(env, 'LOG_REQUESTS') ?? 'all'
+  if (value !== 'all' && value !== 'refused') {
+    throw new ConfigError('LOG_REQUESTS', `must be "all" or "refused" (got "${value}")`)
+  }
+  return value
 }
 
 export function admin(env: RawEnv): AdminConfig {

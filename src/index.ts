@@ -33,8 +33,12 @@ const HOP_BY_HOP_RESPONSE = ['connection', 'keep-alive', 'proxy-connection', 'tr
 // One handler, no middleware chain: every request pays for the stages below and nothing else.
 app.all('*', async (c) => {
   const request = c.req.raw
-  const log = requestLog(request, metricsOf(c.env))
   const built = gatewayFor(c.env)
+  const log = requestLog(
+    request,
+    metricsOf(c.env),
+    !built.ok || built.gateway.config.logRequests === 'all',
+  )
   if (!built.ok) {
     // Fail closed and loudly: a misconfigured gateway answers every request with what is wrong.
     const err = new GatewayError('config_invalid', built.error.message)

@@ -45,7 +45,11 @@ const ms = (v: number) => Math.round(v * 1000) / 1000
  * one Analytics Engine data point when a metrics binding is given. Note: on Workers the clock
  * advances only across I/O, so CPU-only work (a cached token) measures as 0 ms.
  */
-export function requestLog(request: Request, metrics?: MetricsSink): RequestLog {
+export function requestLog(
+  request: Request,
+  metrics?: MetricsSink,
+  forwardedLines = true,
+): RequestLog {
   const started = performance.now()
   const given = request.headers.get('x-request-id')
   const fields: LogFields = {
@@ -83,7 +87,8 @@ export function requestLog(request: Request, metrics?: MetricsSink): RequestLog 
         fields.reason !== undefined ? 'refused' : fields.route === 'admin' ? 'admin' : 'forwarded'
       fields.totalMs = ms(performance.now() - started)
       if (status >= 500) fields.level = 'error'
-      writeLine(fields)
+      // LOG_REQUESTS=refused: only the requests the origin served go unlogged (metrics keep them).
+      if (forwardedLines || fields.outcome !== 'forwarded') writeLine(fields)
       // Blobs carry no token and no claim but the issuer: the same rule as the log line.
       metrics?.writeDataPoint({
         indexes: [String(fields.route ?? 'none')],

@@ -125,4 +125,44 @@ describe('request id, Server-Timing and health', () => {
     expect(all).not.toContain('s3cr3t')
     expect(all).not.toContain('alice@example.com')
   })
+
+  it('with LOG_REQUESTS=refused logs every request but those the origin served; metrics count all', async () => {
+    const stub = new Stub()
+    const key = await makeKey('ES256')
+    await stub.publish(key)
+    const points: { blobs?: string[] }[] = []
+    const vars = { LOG_REQUESTS: 'refused', ADMIN_TOKEN: 'admin-secret-0123456789abcdef0123456789' }
+    const gw = gatewayEnv(stub, {
+      ...vars,
+      METRICS: { writeDataPoint: (p: never) => points.push(p) },
+    })
+    const unreachable = gatewayEnv(stub, { ...vars, ORIGIN_URL: 'http://127.0.0.1:9/' })
+    const lines: Record<string, unknown>[] = []
+    const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => {
+      lines.push(JSON.parse(line) as Record<string, unknown>)
+    })
+    try {
+      expect((await send(gw, '/served', bearer(await mint(key)))).status).toBe(200)
+      expect((await send(gw, '/refused')).status).toBe(401)
+      expect((await send(gw, '/_gateway/health')).status).toBe(200)
+      expect((await send(unreachable, '/down', bearer(await mint(key)))).status).toBe(502)
+    } finally {
+      spy.mockRestore()
+    }
+    const requests = lines.filter((l) => l.event === 'request')
+    expect(requests.map((l) => [l.outcome, l.status])).toEqual([
+      ['refused', 401],
+      ['admin', 200],
+      ['refused', 502],
+    ])
+    expect(points.map((p) => p.blobs![0])).toEqual(['forwarded', 'refused', 'admin'])
+  })
+
+  it('refuses to start with an unknown LOG_REQUESTS, naming it', async () => {
+    const res = await send(gatewayEnv(new Stub(), { LOG_REQUESTS: 'none' }), '/x')
+    expect(res.status).toBe(500)
+    expect(await body(res)).toMatchObject({
+      error_description: expect.stringContaining('LOG_REQUESTS') as unknown,
+    })
+  })
 })

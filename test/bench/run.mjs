@@ -202,6 +202,17 @@ const WORKERS = [
   { id: 'c', name: 'hono-jwk', label: '(c) Hono jwk', entry: join(here, 'workers/hono-jwk.ts') },
   { id: 'd', name: 'gateway', label: '(d) this gateway', entry: resolve(root, opt.gateway) },
   { id: 'dr', name: 'gateway-rev', label: '(d) + revocation', entry: resolve(root, opt.gateway) },
+  // The same bundle with LOG_REQUESTS=refused: no log line for forwarded requests.
+  ...(opt.profile
+    ? []
+    : [
+        {
+          id: 'dl',
+          name: 'gateway-log-refused',
+          label: '(d) LOG_REQUESTS=refused',
+          entry: resolve(root, opt.gateway),
+        },
+      ]),
   // --profile only: the gateway with console.log silenced, to price its per-request log line.
   ...(opt.profile
     ? [
@@ -424,8 +435,10 @@ if (opt.profile) {
     `import './silence-console.mjs'\nexport { default } from ${JSON.stringify(byId.d.entry)}\n`,
   )
 }
-for (const w of WORKERS.filter((w) => w.id !== 'dr')) bundles[w.id] = await bundle(w)
+for (const w of WORKERS.filter((w) => w.id !== 'dr' && w.id !== 'dl'))
+  bundles[w.id] = await bundle(w)
 bundles.dr = bundles.d
+bundles.dl = bundles.d
 
 say('measuring bundle size (wrangler deploy --dry-run) and module evaluation time')
 const wrangler = opt.profile ? null : wranglerSize(byId.d.entry)
@@ -475,7 +488,9 @@ const mf = new Miniflare(
           ? { ORIGIN_URL: ORIGIN }
           : w.id === 'dr'
             ? { ...gatewayVars, ADMIN_TOKEN }
-            : gatewayVars,
+            : w.id === 'dl'
+              ? { ...gatewayVars, LOG_REQUESTS: 'refused' }
+              : gatewayVars,
       kvNamespaces: w.id === 'dr' ? { REVOCATIONS: 'bench-revocations' } : undefined,
       unsafeDirectSockets: [{ host: '127.0.0.1', port: ports[w.id] }],
     })),
@@ -550,8 +565,8 @@ try {
 
   /** Which workers run which scenario. `a` runs once per alg block, as the baseline. */
   const plan = {
-    repeated: ['b', 'c', 'd', 'dr'],
-    unique: ['b', 'c', 'd', 'dr'],
+    repeated: ['b', 'c', 'd', 'dr', 'dl'],
+    unique: ['b', 'c', 'd', 'dr', 'dl'],
     invalid: ['b', 'c', 'd'],
     revoked: revocationOn ? ['dr'] : [],
   }

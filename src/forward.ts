@@ -118,8 +118,11 @@ export function withoutQueryParam(pathQuery: string, name: string): string {
   return kept.length > 0 ? `${pathQuery.slice(0, q)}?${kept.join('&')}` : pathQuery.slice(0, q)
 }
 
+/** Fetch with a URL and init, not a Request: one object fewer for the runtime to build and copy. */
+export type OriginFetch = (url: string, init: RequestInit) => Promise<Response>
+
 export interface ForwardTarget {
-  readonly fetch: (request: Request) => Promise<Response>
+  readonly fetch: OriginFetch
   readonly url: string
 }
 
@@ -166,16 +169,14 @@ export async function forward(
   const timer = setTimeout(() => ac.abort(TIMED_OUT), route.originTimeoutMs)
   try {
     const hasBody = request.method !== 'GET' && request.method !== 'HEAD'
-    return await target.fetch(
-      new Request(target.url, {
-        method: request.method,
-        headers,
-        body: hasBody ? uploadBody(request, ac) : null,
-        // The client, not the gateway, decides whether to follow the origin's redirects.
-        redirect: 'manual',
-        signal: ac.signal,
-      }),
-    )
+    return await target.fetch(target.url, {
+      method: request.method,
+      headers,
+      body: hasBody ? uploadBody(request, ac) : null,
+      // The client, not the gateway, decides whether to follow the origin's redirects.
+      redirect: 'manual',
+      signal: ac.signal,
+    })
   } catch (err) {
     // The detail (which may name internal hosts) goes to the log only.
     if (ac.signal.reason === TIMED_OUT) {
@@ -199,7 +200,7 @@ export function originTarget(
   url: URL,
   found: FoundToken | null,
   env: Record<string, unknown>,
-  fetcher: (request: Request) => Promise<Response>,
+  fetcher: OriginFetch,
 ): ForwardTarget {
   let pathQuery = pathAndQuery(request.url, url)
   if (found?.source.kind === 'query' && !route.identity.keepAuthorization) {
@@ -207,5 +208,5 @@ export function originTarget(
   }
   if (route.origin.kind === 'url') return { url: route.origin.url + pathQuery, fetch: fetcher }
   const service = env[route.origin.binding] as Fetcher
-  return { url: url.origin + pathQuery, fetch: (r) => service.fetch(r) }
+  return { url: url.origin + pathQuery, fetch: (u, init) => service.fetch(u, init) }
 }

@@ -27,7 +27,7 @@ const io = {
   fetch: (input: RequestInfo | URL, init?: RequestInit) => fetch(input, init),
   now: () => Date.now(),
 }
-const fetchRequest = (request: Request) => fetch(request)
+const fetchOrigin = (url: string, init: RequestInit) => fetch(url, init)
 const HOP_BY_HOP_RESPONSE = ['connection', 'keep-alive', 'proxy-connection', 'trailer', 'upgrade']
 
 // One handler, no middleware chain: every request pays for the stages below and nothing else.
@@ -91,7 +91,7 @@ async function pipeline(
   }
   headers.set('x-request-id', log.requestId)
   const started = performance.now()
-  const target = originTarget(route, request, url, found, env, fetchRequest)
+  const target = originTarget(route, request, url, found, env, fetchOrigin)
   const res = await forward(request, route, headers, target)
   log.origin(performance.now() - started)
   // The origin's response headers are immutable; a new Response over the same stream is not.

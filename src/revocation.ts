@@ -83,6 +83,8 @@ export class RevocationList {
   /** Writes through this isolate (admin API, logout), newest last; they win over anything read. */
   private readonly local = new Map<string, { lookup: Lookup; untilMs: number }>()
   private snapshot: Snapshot | null = null
+  /** KV id -> memo key of records whose metadata was seen to hash to their id: not hashed again. */
+  private hashed: ReadonlyMap<string, string> = new Map()
   /** When a refresh started; null when none is running. */
   private refreshingSinceMs: number | null = null
   private snapshotRetryAtMs = 0
@@ -179,6 +181,7 @@ export class RevocationList {
     try {
       const byClaim = new Map<string, Lookup>()
       const byId = new Map<string, Lookup>()
+      const hashed = new Map<string, string>()
       const nowS = startedMs / 1000
       let cursor: string | undefined
       let count = 0
@@ -197,9 +200,17 @@ export class RevocationList {
           const kind = kindOf(key.name)
           if (kind === null) continue
           const record = recordOf(kind, key.metadata)
-          // Matched on the metadata's claims: only when they hash to the key they sit on.
-          if (record && (await revocationId(kind, record.iss, valueOf(record))) === key.name) {
-            byClaim.set(memoOf(record), lookupOf(record))
+          const memo = record && memoOf(record)
+          // Matched on the metadata's claims: only when they hash to the key they sit on (checked
+          // once per record, so a refresh of an unchanged list costs no hashing).
+          if (
+            record &&
+            memo &&
+            (this.hashed.get(key.name) === memo ||
+              (await revocationId(kind, record.iss, valueOf(record))) === key.name)
+          ) {
+            hashed.set(key.name, memo)
+            byClaim.set(memo, lookupOf(record))
           } else {
             const text = await this.kv.get(key.name)
             if (text !== null) byId.set(key.name, parseLookup(kind, text))
@@ -208,6 +219,7 @@ export class RevocationList {
         cursor = page.list_complete ? undefined : page.cursor
       } while (cursor !== undefined)
       this.snapshot = { byClaim, byId, takenMs: startedMs }
+      this.hashed = hashed
     } catch (err) {
       // Requests fall back to per-key lookups, which fail closed (or open) on their own.
       const detail = err instanceof Error ? err.message : String(err)

@@ -1,5 +1,5 @@
 import { env } from 'cloudflare:test'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { RevocationList, revocationId } from '../src/revocation'
 import {
   AUDIENCE,
@@ -430,6 +430,44 @@ describe('the snapshot of the list', () => {
     expect(logs.lines.find((l) => l.event === 'revocation_snapshot_failed')).toMatchObject({
       detail: 'list is down',
     })
+  })
+
+  it('hashes a record’s metadata once, not on every refresh', async () => {
+    const { view, calls } = await counted()
+    const config = { cacheTtlS: 10, failOpen: false, timeoutMs: 2000 }
+    const list = new RevocationList(view, config)
+    const iss = 'https://issuer.test/hashing'
+    for (const jti of ['h1', 'h2', 'h3']) {
+      const id = await revocationId('jti', iss, jti)
+      await list.put({ id, kind: 'jti', iss, jti, createdAt: now() }, Date.now())
+    }
+    const identity = {
+      issuer: iss,
+      sub: 'alice',
+      kid: undefined,
+      alg: 'ES256' as const,
+      claims: { jti: 'other', iat: now() },
+      encodedClaims: '',
+    }
+    const refreshAt = async (t: number) => {
+      const work: Promise<unknown>[] = []
+      await list.check(identity, t, (p) => work.push(p))
+      await Promise.all(work)
+      return work.length
+    }
+    const digest = vi.spyOn(crypto.subtle, 'digest')
+    try {
+      const t0 = Date.now()
+      expect(await refreshAt(t0)).toBe(1)
+      const first = digest.mock.calls.length
+      expect(first).toBeGreaterThanOrEqual(3)
+      // Past half the cache time: a second list, same records, no hashing at all.
+      expect(await refreshAt(t0 + 6_000)).toBe(1)
+      expect(calls.list).toBe(2)
+      expect(digest.mock.calls.length).toBe(first)
+    } finally {
+      digest.mockRestore()
+    }
   })
 
   it('is not built from a list longer than its bound; per-key reads take over', async () => {

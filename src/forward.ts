@@ -46,12 +46,12 @@ export function originHeaders(
   incoming: Headers,
   identity: Iterable<readonly [string, string]>,
   route: Pick<RouteConfig, 'identity'>,
-  reserved: ReadonlySet<string>,
+  dropped: ReadonlySet<string>,
   token: TokenOrigin = null,
 ): Headers {
   const out = new Headers(incoming)
   const cfg = route.identity
-  let drop = droppedFor(cfg, reserved)
+  let drop = dropped
   const connection = incoming.get('connection')
   if (connection !== null) {
     // Headers the client's Connection header names are hop-by-hop for this request only.
@@ -75,27 +75,22 @@ export function originHeaders(
   return out
 }
 
-/** Per route (its identity config) and gateway (reserved names): fixed, so built once. */
-const dropped = new WeakMap<object, ReadonlySet<string>>()
-
-/** The header names never forwarded on this route, whatever the request. */
-function droppedFor(
+/**
+ * The header names never forwarded on a route, whatever the request: fixed per route, so the
+ * gateway builds each set once. `reserved` holds the names only the gateway may set.
+ */
+export function droppedHeaders(
   cfg: RouteConfig['identity'],
   reserved: ReadonlySet<string>,
 ): ReadonlySet<string> {
-  let drop = dropped.get(cfg)
-  if (drop === undefined) {
-    const names = new Set(HOP_BY_HOP)
-    if (!cfg.keepAuthorization) names.add('authorization')
-    // Headers any route sets from claims, and assertion headers, are ours alone on every route:
-    // a copy captured from one route must not be replayed to an origin through another.
-    for (const name of reserved) names.add(name)
-    // The Host header names the gateway; the origin's comes from its URL.
-    names.add('host')
-    drop = names
-    dropped.set(cfg, drop)
-  }
-  return drop
+  const names = new Set(HOP_BY_HOP)
+  if (!cfg.keepAuthorization) names.add('authorization')
+  // Headers any route sets from claims, and assertion headers, are ours alone on every route:
+  // a copy captured from one route must not be replayed to an origin through another.
+  for (const name of reserved) names.add(name)
+  // The Host header names the gateway; the origin's comes from its URL.
+  names.add('host')
+  return names
 }
 
 /** The query with every `name=` parameter removed and every other byte kept as sent. */

@@ -5,6 +5,7 @@
 import { AssertionSigner } from './assertion'
 import { parseConfig, type ConfigError, type GatewayConfig, type RouteConfig } from './config'
 import { DEFAULT_ASSERTION_HEADER } from './config-structured'
+import { droppedHeaders } from './forward'
 import { keyProviderFor } from './keys'
 import { RevocationList } from './revocation'
 import { RejectedTokenCache, VerifiedTokenCache } from './token-cache'
@@ -20,8 +21,8 @@ export interface Gateway {
   /** Each route's trusted issuers, so verification never even looks at another issuer's keys. */
   readonly routeIssuers: ReadonlyMap<RouteConfig, readonly Issuer[]>
   readonly assertion: AssertionSigner | null
-  /** Header names only the gateway sets (claim headers, assertion headers of every route). */
-  readonly reservedHeaders: ReadonlySet<string>
+  /** Per route, the header names never forwarded to its origin (see forward.ts). */
+  readonly droppedHeaders: ReadonlyMap<RouteConfig, ReadonlySet<string>>
 }
 
 export type GatewayResult = { ok: true; gateway: Gateway } | { ok: false; error: ConfigError }
@@ -50,6 +51,14 @@ function build(config: GatewayConfig, env: object): Gateway {
     config: c,
     keys: keyProviderFor(c.keySource, c.algorithms, c.jwks),
   }))
+  // Header names only the gateway sets (claim headers, assertion headers of every route).
+  const reserved = new Set([
+    DEFAULT_ASSERTION_HEADER,
+    ...config.routes.flatMap((r) => [
+      ...r.identity.claimHeaders.map(([name]) => name),
+      ...(r.assertion ? [r.assertion.header] : []),
+    ]),
+  ])
   return {
     config,
     issuers,
@@ -62,12 +71,6 @@ function build(config: GatewayConfig, env: object): Gateway {
       config.routes.map((r) => [r, issuers.filter((i) => r.issuers.includes(i.config.issuer))]),
     ),
     assertion: config.assertion ? new AssertionSigner(config.assertion) : null,
-    reservedHeaders: new Set([
-      DEFAULT_ASSERTION_HEADER,
-      ...config.routes.flatMap((r) => [
-        ...r.identity.claimHeaders.map(([name]) => name),
-        ...(r.assertion ? [r.assertion.header] : []),
-      ]),
-    ]),
+    droppedHeaders: new Map(config.routes.map((r) => [r, droppedHeaders(r.identity, reserved)])),
   }
 }

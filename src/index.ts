@@ -82,7 +82,7 @@ async function pipeline(
     request.headers,
     identity ? identityHeaders(identity, route.identity) : [],
     route,
-    gateway.reservedHeaders,
+    gateway.droppedHeaders.get(route)!,
     found?.source ?? null,
   )
   if (identity && route.assertion && gateway.assertion) {

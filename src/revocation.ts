@@ -83,6 +83,8 @@ export class RevocationList {
   /** Writes through this isolate (admin API, logout), newest last; they win over anything read. */
   private readonly local = new Map<string, { lookup: Lookup; untilMs: number }>()
   private snapshot: Snapshot | null = null
+  /** memo key -> KV id: ids are pure functions of the claims, so a token's are hashed once. */
+  private readonly ids = new Map<string, string>()
   /** KV id -> memo key of records whose metadata was seen to hash to their id: not hashed again. */
   private hashed: ReadonlyMap<string, string> = new Map()
   /** When a refresh started; null when none is running. */
@@ -151,8 +153,10 @@ export class RevocationList {
     if (snapshot) {
       const listed = snapshot.byClaim.get(memo)
       if (listed) return listed
-      // Records written by hand are known only by their hashed id: that needs the slow path.
+      // Records written by hand are known only by their hashed id: without it, the slow path.
       if (snapshot.byId.size === 0) return NOT_REVOKED
+      const id = this.ids.get(memo)
+      if (id !== undefined) return snapshot.byId.get(id) ?? NOT_REVOKED
     }
     const hit = this.cache.get(memo)
     return hit && hit.untilMs > nowMs ? hit.lookup : undefined
@@ -272,11 +276,16 @@ export class RevocationList {
     snapshot: Snapshot | null,
     nowMs: number,
   ): Promise<Lookup> {
-    const id = await revocationId(kind, iss, value)
-    // The snapshot already holds every record: only the hand-written ones need the id.
-    if (snapshot) return snapshot.byId.get(id) ?? NOT_REVOKED
     // Keyed by the claim text, not the KV id, so a cache hit costs no hashing.
     const memo = memoKey(kind, iss, value)
+    let id = this.ids.get(memo)
+    if (id === undefined) {
+      id = await revocationId(kind, iss, value)
+      makeRoom(this.ids, REVOCATION_CACHE_MAX_ENTRIES)
+      this.ids.set(memo, id)
+    }
+    // The snapshot already holds every record: only the hand-written ones need the id.
+    if (snapshot) return snapshot.byId.get(id) ?? NOT_REVOKED
     const text = await this.kv.get(id)
     const lookup = text === null ? NOT_REVOKED : parseLookup(kind, text)
     this.remember(memo, lookup, nowMs)

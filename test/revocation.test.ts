@@ -1,5 +1,6 @@
 import { env } from 'cloudflare:test'
 import { describe, expect, it, vi } from 'vitest'
+import { GatewayError } from '../src/errors'
 import { RevocationList, revocationId } from '../src/revocation'
 import {
   AUDIENCE,
@@ -392,6 +393,15 @@ describe('the snapshot of the list', () => {
     const later = await s.token({ sub: 'mallory', iat: T + 1 })
     expect((await send(s.gw, '/x', bearer(later))).status).toBe(200)
     expect(calls.get).toBe(gets)
+    // The same token again: its ids were hashed once, so no hashing and no KV read.
+    const digest = vi.spyOn(crypto.subtle, 'digest')
+    try {
+      expect((await send(s.gw, '/x', bearer(later))).status).toBe(200)
+      expect(digest).not.toHaveBeenCalled()
+    } finally {
+      digest.mockRestore()
+    }
+    expect(calls.get).toBe(gets)
   })
 
   it('does not trust metadata that does not hash to its key', async () => {
@@ -468,6 +478,36 @@ describe('the snapshot of the list', () => {
     } finally {
       digest.mockRestore()
     }
+  })
+
+  it('with records written by hand listed, checks a repeated token synchronously', async () => {
+    const { kv, view } = await counted()
+    const config = { cacheTtlS: 10, failOpen: false, timeoutMs: 2000 }
+    const list = new RevocationList(view, config)
+    const iss = 'https://issuer.test/by-hand-sync'
+    await kv.put(await revocationId('jti', iss, 'hand'), '{}')
+    const identity = (jti: string) => ({
+      issuer: iss,
+      sub: 'alice',
+      kid: undefined,
+      alg: 'ES256' as const,
+      claims: { jti, iat: now() },
+      encodedClaims: '',
+    })
+    const work: Promise<unknown>[] = []
+    const t0 = Date.now()
+    await list.check(identity('warm'), t0, (p) => work.push(p))
+    await Promise.all(work)
+    // First sight of a token with the snapshot: its jti's id is hashed (async).
+    const first = list.check(identity('other'), t0 + 1)
+    expect(first).toBeInstanceOf(Promise)
+    await first
+    // Then it is a map lookup: no promise.
+    expect(list.check(identity('other'), t0 + 2)).toBeUndefined()
+    await expect(list.check(identity('hand'), t0 + 3)).rejects.toMatchObject({
+      code: 'token_revoked',
+    })
+    expect(() => list.check(identity('hand'), t0 + 4)).toThrow(GatewayError)
   })
 
   it('is not built from a list longer than its bound; per-key reads take over', async () => {

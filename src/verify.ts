@@ -92,30 +92,31 @@ function isJsonObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
+/** A token segment's UTF-8 JSON text and its value, or null when it is not a JSON object. */
+function decodedSegment(segment: string): { text: string; value: Record<string, unknown> } | null {
+  try {
+    const text = strictUtf8.decode(base64url.decode(segment))
+    const value: unknown = JSON.parse(text)
+    return isJsonObject(value) ? { text, value } : null
+  } catch {
+    return null
+  }
+}
+
 /** Header and payload, each decoded and parsed once. credentials.ts has checked the JWS syntax. */
 function unverified(token: string): { header: Record<string, unknown>; payload: JWTPayload } {
   const first = token.indexOf('.')
   const second = token.indexOf('.', first + 1)
-  let header: unknown
-  let payload: unknown
-  let why: string | null
-  try {
-    const text = (part: string) => strictUtf8.decode(base64url.decode(part))
-    const h = text(token.slice(0, first))
-    const p = text(token.slice(first + 1, second))
-    header = JSON.parse(h)
-    payload = JSON.parse(p)
-    why = ambiguousJson(h) ?? ambiguousJson(p)
-  } catch {
-    why = 'not JSON'
-  }
-  if (first === -1 || second === -1 || !isJsonObject(header) || !isJsonObject(payload)) {
+  const header = first === -1 ? null : decodedSegment(token.slice(0, first))
+  const payload = second === -1 ? null : decodedSegment(token.slice(first + 1, second))
+  if (header === null || payload === null) {
     throw new GatewayError('malformed_token', 'header or payload is not a UTF-8 JSON object')
   }
   // JSON.parse keeps the last of two same-named members, other parsers the first: the origin, a
   // log pipeline or another verifier could read a different token than the one checked here.
+  const why = ambiguousJson(header.text) ?? ambiguousJson(payload.text)
   if (why !== null) throw new GatewayError('malformed_token', `header or payload: ${why}`)
-  return { header, payload }
+  return { header: header.value, payload: payload.value }
 }
 
 function joseReason(err: unknown): ReasonCode {

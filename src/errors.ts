@@ -63,6 +63,11 @@ export class GatewayError extends Error {
   }
 }
 
+/** Any thrown value as text, for a log line's detail. */
+export function messageOf(thrown: unknown): string {
+  return thrown instanceof Error ? thrown.message : String(thrown)
+}
+
 interface Answer {
   status: number
   /** RFC 6750 error attribute; undefined means a challenge without one (RFC 6750 §3.1). */

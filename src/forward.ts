@@ -4,7 +4,7 @@
  */
 import type { RouteConfig } from './config'
 import type { FoundToken } from './credentials'
-import { GatewayError } from './errors'
+import { GatewayError, messageOf } from './errors'
 import { isIdentityHeader } from './identity'
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones proxies still see. */
@@ -179,7 +179,7 @@ export async function forward(
     }
     if (ac.signal.reason === UPLOAD_FAILED)
       throw new GatewayError('origin_unreachable', UPLOAD_FAILED)
-    throw new GatewayError('origin_unreachable', err instanceof Error ? err.message : String(err))
+    throw new GatewayError('origin_unreachable', messageOf(err))
   } finally {
     clearTimeout(timer)
   }

@@ -12,7 +12,7 @@ import {
   type JwsAlgorithm,
   type KeySource,
 } from './config'
-import { GatewayError } from './errors'
+import { GatewayError, messageOf } from './errors'
 import { log } from './log'
 
 /** Largest JWKS (or discovery document) read, in bytes. Real ones are a few KiB. */
@@ -328,7 +328,7 @@ export class KeyStore {
       this.freshUntilMs = this.fetchedAtMs + maxAgeS * 1000
       this.lastError = null
     } catch (err) {
-      this.lastError = err instanceof Error ? err.message : String(err)
+      this.lastError = messageOf(err)
       // Distinct from token failures: operators need to tell an IdP outage from bad tokens.
       log({
         event: 'jwks_fetch_failed',

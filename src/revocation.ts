@@ -13,7 +13,7 @@
  */
 import { makeRoom } from './bounded'
 import type { RevocationConfig } from './config'
-import { GatewayError } from './errors'
+import { GatewayError, messageOf } from './errors'
 import { log } from './log'
 import type { Identity } from './verify'
 
@@ -136,7 +136,7 @@ export class RevocationList {
         ),
       )
     } catch (err) {
-      const detail = err instanceof Error ? err.message : String(err)
+      const detail = messageOf(err)
       if (this.config.failOpen) {
         log({ level: 'error', event: 'revocation_check_failed', failOpen: true, detail })
         return
@@ -226,7 +226,7 @@ export class RevocationList {
       this.hashed = hashed
     } catch (err) {
       // Requests fall back to per-key lookups, which fail closed (or open) on their own.
-      const detail = err instanceof Error ? err.message : String(err)
+      const detail = messageOf(err)
       log({ level: 'warn', event: 'revocation_snapshot_failed', detail })
     } finally {
       this.refreshingSinceMs = null

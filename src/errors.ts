@@ -1,6 +1,7 @@
 /**
  * The gateway's one error type and the one place that turns a reason code into a response.
  * Pure. No I/O. Messages never carry token text, kids or claim values: the reason code is the detail.
+ * Imports nothing from src/: every stage may throw a GatewayError.
  */
 
 /** Why a request was refused or failed. Stable: these codes appear in logs and dashboards. */

@@ -2,14 +2,14 @@
  * The per-isolate gateway: the parsed config and one key store per issuer, built once per `env`.
  * No request handling here; index.ts owns the pipeline.
  */
-import { AssertionSigner } from './assertion'
+import { AssertionSigner } from './proxy/assertion'
 import { parseConfig, type ConfigError, type GatewayConfig, type RouteConfig } from './config'
-import { DEFAULT_ASSERTION_HEADER } from './config-structured'
-import { droppedHeaders } from './forward'
-import { keyProviderFor } from './keys'
-import { RevocationList } from './revocation'
-import { RejectedTokenCache, VerifiedTokenCache } from './token-cache'
-import type { Issuer } from './verify'
+import { DEFAULT_ASSERTION_HEADER } from './config/structured'
+import { droppedHeaders } from './proxy/forward'
+import { keyProviderFor } from './auth/keys'
+import { RevocationList } from './revocation/list'
+import { RejectedTokenCache, VerifiedTokenCache } from './auth/token-cache'
+import type { Issuer } from './auth/verify'
 
 export interface Gateway {
   readonly config: GatewayConfig

@@ -5,16 +5,16 @@
  */
 import { Hono } from 'hono'
 import { handleAdmin, isAdminPath } from './admin'
-import { authenticate, needsAuth, verified } from './authenticate'
-import { bearerToken, findToken } from './credentials'
+import { authenticate, needsAuth, verified } from './auth/authenticate'
+import { bearerToken, findToken } from './auth/credentials'
 import { GatewayError, toResponse } from './errors'
-import { forward, originHeaders, originTarget } from './forward'
+import { forward, originHeaders, originTarget } from './proxy/forward'
 import { gatewayFor, type Gateway } from './gateway'
-import { identityHeaders } from './identity'
-import { requestLog, type MetricsSink, type RequestLog } from './log'
-import { checkPolicy } from './policy'
-import type { Background } from './revocation'
-import { matchPath, matchRoute } from './routes'
+import { identityHeaders } from './proxy/identity-headers'
+import { requestLog, type MetricsSink, type RequestLog } from './observability/log'
+import { checkPolicy } from './proxy/policy'
+import type { Background } from './revocation/list'
+import { matchPath, matchRoute } from './proxy/routes'
 
 export interface Env {
   readonly [name: string]: unknown

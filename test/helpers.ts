@@ -12,7 +12,7 @@ import {
   type JWK,
   type JWTPayload,
 } from 'jose'
-import worker from '../src/index'
+import worker from '../src'
 import type { NamespaceSetup, OriginCall } from './node/stub'
 
 export const STUB_URL = (env as unknown as { STUB_URL: string }).STUB_URL

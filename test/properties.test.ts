@@ -4,9 +4,9 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { bearerToken, MAX_TOKEN_BYTES } from '../src/credentials'
+import { bearerToken, MAX_TOKEN_BYTES } from '../src/auth/credentials'
 import { GatewayError } from '../src/errors'
-import { encodeHeaderValue } from '../src/identity'
+import { encodeHeaderValue } from '../src/proxy/identity-headers'
 import { b64u, fromB64u } from './helpers'
 
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'

@@ -6,7 +6,7 @@
  * reason logged, origin not called, and how many JWKS fetches it cost.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import { MAX_TOKEN_BYTES } from '../../src/credentials'
+import { MAX_TOKEN_BYTES } from '../../src/auth/credentials'
 import {
   b64u,
   claims,

@@ -6,7 +6,7 @@
  */
 import { env } from 'cloudflare:test'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { MAX_JWKS_BYTES, MAX_JWKS_KEYS } from '../../src/keys'
+import { MAX_JWKS_BYTES, MAX_JWKS_KEYS } from '../../src/auth/keys'
 import {
   gatewayEnv,
   makeKey,

@@ -5,7 +5,7 @@
  * reason logged, origin not called, and how many JWKS fetches it cost.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import { MAX_JSON_DEPTH, MAX_KID_LENGTH } from '../../src/verify'
+import { MAX_JSON_DEPTH, MAX_KID_LENGTH } from '../../src/auth/verify'
 import { b64u, claims, makeKey, mint, signRaw, Stub, type TestKey } from '../helpers'
 import { fixture, forwarded, invalidToken, withToken } from './harness'
 

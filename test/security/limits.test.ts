@@ -7,8 +7,8 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_ORIGIN_TIMEOUT_MS, parseConfig } from '../../src/config'
-import { MAX_AUTHORIZATION_BYTES, MAX_TOKEN_BYTES } from '../../src/credentials'
-import { MAX_JWKS_KEYS } from '../../src/keys'
+import { MAX_AUTHORIZATION_BYTES, MAX_TOKEN_BYTES } from '../../src/auth/credentials'
+import { MAX_JWKS_KEYS } from '../../src/auth/keys'
 import {
   captureLogs,
   gatewayEnv,

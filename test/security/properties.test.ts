@@ -10,10 +10,10 @@ import fc from 'fast-check'
 import { exportJWK, generateKeyPair } from 'jose'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, parseConfig, type IdentityConfig, type TokenSource } from '../../src/config'
-import { findToken, MAX_TOKEN_BYTES } from '../../src/credentials'
+import { findToken, MAX_TOKEN_BYTES } from '../../src/auth/credentials'
 import { GatewayError } from '../../src/errors'
-import { claimHeaderValue, identityHeaders } from '../../src/identity'
-import type { Identity } from '../../src/verify'
+import { claimHeaderValue, identityHeaders } from '../../src/proxy/identity-headers'
+import type { Identity } from '../../src/auth/verify'
 import {
   AUDIENCE,
   b64u,

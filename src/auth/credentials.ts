@@ -1,0 +1,121 @@
+/**
+ * Find the bearer token in a request and check its syntax before any crypto runs.
+ * Pure. No I/O. Throws only GatewayError.
+ */
+import type { TokenSource } from '../config'
+import { GatewayError } from '../errors'
+
+/** Largest token accepted, in bytes. Real access tokens are 1-2 KiB; this bounds parsing work. */
+export const MAX_TOKEN_BYTES = 8 * 1024
+/** Largest Authorization header read, in characters: twice the largest token. */
+export const MAX_AUTHORIZATION_BYTES = 2 * MAX_TOKEN_BYTES
+
+/** RFC 7235 token68-ish scheme name followed by the credentials. */
+const SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?: +(.*))?$/s
+/** JWS compact serialization: three unpadded base64url segments, nothing else. */
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
+
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+/**
+ * Canonical base64url only: no segment of length 4k+1 (no byte string encodes to it), and the
+ * unused low bits of a final partial group are zero. Otherwise one token has many spellings,
+ * which would defeat exact-match caching and replay bookkeeping (RFC 4648 §3.5).
+ */
+function canonicalSegments(token: string): boolean {
+  for (const segment of token.split('.')) {
+    const rest = segment.length % 4
+    if (rest === 1) return false
+    if (rest === 0) continue
+    const last = B64URL.indexOf(segment[segment.length - 1]!)
+    if (last % (rest === 2 ? 16 : 4) !== 0) return false
+  }
+  return true
+}
+
+/**
+ * Returns the token, or null when the request carries no bearer credentials at all.
+ * @param authorization the Authorization header as the runtime gives it (repeats joined by ", ")
+ */
+export function bearerToken(authorization: string | null): string | null {
+  if (authorization === null) return null
+  // Before any scanning, so a megabyte of header costs one length check, whatever its scheme.
+  if (authorization.length > MAX_AUTHORIZATION_BYTES) {
+    throw new GatewayError('token_too_large', `Authorization over ${MAX_AUTHORIZATION_BYTES} bytes`)
+  }
+  // No valid bearer token contains a comma: a comma means repeated headers or several credentials.
+  if (authorization.includes(',')) {
+    throw new GatewayError('malformed_request', 'several credentials in Authorization')
+  }
+  const m = SCHEME.exec(authorization)
+  if (!m)
+    throw new GatewayError('malformed_request', 'Authorization is not "<scheme> <credentials>"')
+  // Another scheme (Basic, DPoP, ...) is not a bearer credential: answer as if none was sent.
+  if (m[1]!.toLowerCase() !== 'bearer') return null
+  const token = m[2]
+  if (token === undefined || token === '') {
+    throw new GatewayError('malformed_request', 'Bearer without a token')
+  }
+  if (/\s/.test(token)) {
+    throw new GatewayError('malformed_request', 'text after the bearer token')
+  }
+  return checkedToken(token)
+}
+
+/** The size cap and strict JWS compact syntax, whatever the token came in. */
+function checkedToken(token: string): string {
+  // Size first, so a huge header costs no more than a length check.
+  if (token.length > MAX_TOKEN_BYTES) {
+    throw new GatewayError('token_too_large', `token over ${MAX_TOKEN_BYTES} bytes`)
+  }
+  if (!JWS_COMPACT.test(token) || !canonicalSegments(token)) {
+    throw new GatewayError('malformed_token', 'not JWS compact serialization')
+  }
+  return token
+}
+
+/** The values of cookie `name` in a Cookie header (RFC 6265 §5.4 syntax, no decoding). */
+function cookieValues(header: string | null, name: string): string[] {
+  if (header === null) return []
+  const values: string[] = []
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=')
+    if (eq !== -1 && pair.slice(0, eq).trim() === name) values.push(pair.slice(eq + 1).trim())
+  }
+  return values
+}
+
+export interface FoundToken {
+  readonly token: string
+  readonly source: TokenSource
+}
+
+/**
+ * The one token this request carries in the route's sources, or null when it carries none.
+ * A token in two places (or twice in one) is refused: which one is meant would be a guess, and
+ * a gateway and an origin that guess differently disagree about who is calling.
+ */
+export function findToken(
+  request: Request,
+  url: URL,
+  sources: readonly TokenSource[],
+): FoundToken | null {
+  let found: FoundToken | null = null
+  const take = (token: string, source: TokenSource) => {
+    if (found !== null) throw new GatewayError('malformed_request', 'token in more than one place')
+    found = { token, source }
+  }
+  for (const source of sources) {
+    if (source.kind === 'header') {
+      const token = bearerToken(request.headers.get('authorization'))
+      if (token !== null) take(token, source)
+    } else {
+      const values =
+        source.kind === 'cookie'
+          ? cookieValues(request.headers.get('cookie'), source.name)
+          : url.searchParams.getAll(source.name)
+      for (const v of values) take(checkedToken(v), source)
+    }
+  }
+  return found
+}

@@ -1,0 +1,204 @@
+/**
+ * Verify a bearer JWT with jose: pinned algorithms, exact issuer, audience, time claims, `sub`.
+ * The token's header only ever narrows what is accepted: `alg` must be on the issuer's allow-list
+ * and the key's, `kid` is a lookup key, and `jku`, `x5u`, `x5c`, `jwk` are never read (RFC 8725 §3.1).
+ * I/O only through the KeyStore; time comes from the caller.
+ */
+import { base64url, errors, jwtVerify, type JWTPayload } from 'jose'
+import type { IssuerConfig, JwsAlgorithm } from '../config'
+import { GatewayError, type ReasonCode } from '../errors'
+import type { KeyDeps, KeyProvider } from './keys'
+
+/** Longest `kid` looked up; longer ones cannot be in any sane JWKS. */
+export const MAX_KID_LENGTH = 256
+/** Deepest nesting of objects and arrays read in a token's header or payload; real tokens use 3. */
+export const MAX_JSON_DEPTH = 32
+
+export interface Issuer {
+  readonly config: IssuerConfig
+  readonly keys: KeyProvider
+}
+
+import type { Identity } from './identity'
+
+export type { Identity }
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })
+
+// Character codes ambiguousJson looks at.
+const QUOTE = 0x22 // "
+const BACKSLASH = 0x5c
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+const OPEN_BRACKET = 0x5b
+const CLOSE_BRACKET = 0x5d
+const COMMA = 0x2c
+
+/**
+ * Why this JSON text is ambiguous, or null: an object with two members of one name (at any depth,
+ * names compared after unescaping), or nesting past MAX_JSON_DEPTH. Linear: one pass, each member
+ * name decoded once. Expects text that JSON.parse accepts.
+ */
+export function ambiguousJson(json: string): string | null {
+  // One entry per open object (the names seen so far) or array (null).
+  const open: (Set<string> | null)[] = []
+  let nameNext = false
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i)
+    if (c === QUOTE) {
+      let end = i + 1
+      let escaped = false
+      while (end < json.length && json.charCodeAt(end) !== QUOTE) {
+        if (json.charCodeAt(end) === BACKSLASH) {
+          escaped = true
+          end += 2
+        } else end += 1
+      }
+      const names = open.at(-1)
+      if (nameNext && names) {
+        // Only a name with escapes needs decoding to compare (`"a"` and `"\u0061"` are one name).
+        const name = escaped
+          ? (JSON.parse(json.slice(i, end + 1)) as string)
+          : json.slice(i + 1, end)
+        if (names.has(name)) return 'duplicate member name'
+        names.add(name)
+      }
+      nameNext = false
+      i = end
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (open.length === MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH}`
+      open.push(c === OPEN_BRACE ? new Set() : null)
+      nameNext = c === OPEN_BRACE
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      open.pop()
+    } else if (c === COMMA) {
+      nameNext = Boolean(open.at(-1))
+    }
+  }
+  return null
+}
+
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** A token segment's UTF-8 JSON text and its value, or null when it is not a JSON object. */
+function decodedSegment(segment: string): { text: string; value: Record<string, unknown> } | null {
+  try {
+    const text = strictUtf8.decode(base64url.decode(segment))
+    const value: unknown = JSON.parse(text)
+    return isJsonObject(value) ? { text, value } : null
+  } catch {
+    return null
+  }
+}
+
+/** Header and payload, each decoded and parsed once. credentials.ts has checked the JWS syntax. */
+function unverified(token: string): { header: Record<string, unknown>; payload: JWTPayload } {
+  const first = token.indexOf('.')
+  const second = token.indexOf('.', first + 1)
+  const header = first === -1 ? null : decodedSegment(token.slice(0, first))
+  const payload = second === -1 ? null : decodedSegment(token.slice(first + 1, second))
+  if (header === null || payload === null) {
+    throw new GatewayError('malformed_token', 'header or payload is not a UTF-8 JSON object')
+  }
+  // JSON.parse keeps the last of two same-named members, other parsers the first: the origin, a
+  // log pipeline or another verifier could read a different token than the one checked here.
+  const why = ambiguousJson(header.text) ?? ambiguousJson(payload.text)
+  if (why !== null) throw new GatewayError('malformed_token', `header or payload: ${why}`)
+  return { header: header.value, payload: payload.value }
+}
+
+function joseReason(err: unknown): ReasonCode {
+  if (err instanceof errors.JWTExpired) return 'token_expired'
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === 'iss') return 'bad_issuer'
+    if (err.claim === 'aud') return 'bad_audience'
+    if (err.claim === 'nbf' && err.reason === 'check_failed') return 'token_not_yet_valid'
+    if (err.claim === 'typ') return 'bad_typ'
+    return 'bad_claims'
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad_signature'
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'alg_not_allowed'
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'malformed_token'
+  if (err instanceof errors.JOSENotSupported) return 'malformed_token'
+  // jose throws plain TypeErrors too (an RSA key under 2048 bits): still the token's problem.
+  return 'verify_error'
+}
+
+/**
+ * Pick the issuer by the unverified `iss`: an unknown issuer is refused before any key work,
+ * so made-up issuers cannot make the gateway fetch anything.
+ */
+function issuerFor(payload: JWTPayload, issuers: readonly Issuer[]): Issuer {
+  const iss = payload.iss
+  const found = typeof iss === 'string' ? issuers.find((i) => i.config.issuer === iss) : undefined
+  if (!found) throw new GatewayError('bad_issuer', 'iss is not a configured issuer')
+  return found
+}
+
+export async function verifyToken(
+  token: string,
+  issuers: readonly Issuer[],
+  deps: KeyDeps,
+): Promise<Identity> {
+  const { header, payload } = unverified(token)
+  const issuer = issuerFor(payload, issuers)
+  const cfg = issuer.config
+
+  const alg = header.alg
+  if (typeof alg !== 'string' || !(cfg.algorithms as readonly string[]).includes(alg)) {
+    throw new GatewayError('alg_not_allowed', 'alg is not on the allow-list')
+  }
+  const kid = header.kid
+  if (kid !== undefined && (typeof kid !== 'string' || kid.length > MAX_KID_LENGTH)) {
+    throw new GatewayError('malformed_token', 'kid is not a short string')
+  }
+  const typ = header.typ
+  if (typ === undefined ? !cfg.typeOptional : !acceptedType(typ, cfg.types)) {
+    throw new GatewayError('bad_typ', 'typ is not accepted')
+  }
+  // A JWT payload is always base64url (RFC 7519 §7.2); `b64` in any form asks for another format.
+  if (Object.hasOwn(header, 'b64')) throw new GatewayError('malformed_token', 'b64 in header')
+
+  const key = await issuer.keys.keyFor(kid, alg as JwsAlgorithm, deps)
+  let claims: JWTPayload
+  try {
+    const result = await jwtVerify(token, key, {
+      algorithms: [alg],
+      issuer: cfg.issuer,
+      audience: [...cfg.audiences],
+      clockTolerance: cfg.clockSkewS,
+      currentDate: new Date(deps.now()),
+      requiredClaims: cfg.maxTokenAgeS === null ? ['exp', 'sub'] : ['exp', 'sub', 'iat'],
+      // jose checks iat against it (with the same leeway); a token older than this is refused.
+      ...(cfg.maxTokenAgeS === null ? {} : { maxTokenAge: cfg.maxTokenAgeS }),
+    })
+    claims = result.payload
+  } catch (err) {
+    throw new GatewayError(joseReason(err), err instanceof Error ? err.name : 'non-error thrown')
+  }
+  // A lone surrogate is not text: it cannot become a header value (encodeURIComponent throws).
+  if (typeof claims.sub !== 'string' || claims.sub === '' || !claims.sub.isWellFormed()) {
+    throw new GatewayError('bad_claims', 'sub is not a non-empty string')
+  }
+  if (claims.iat !== undefined && typeof claims.iat !== 'number') {
+    throw new GatewayError('bad_claims', 'iat is not a number')
+  }
+  const encodedClaims = token.slice(token.indexOf('.') + 1, token.lastIndexOf('.'))
+  return {
+    issuer: cfg.issuer,
+    sub: claims.sub,
+    kid,
+    alg: alg as JwsAlgorithm,
+    claims,
+    encodedClaims,
+  }
+}
+
+/** Media types compare case-insensitively, and `application/` may be omitted (RFC 7515 §4.1.9). */
+function acceptedType(typ: unknown, accepted: readonly string[]): boolean {
+  if (typeof typ !== 'string') return false
+  const norm = (t: string) => t.toLowerCase().replace(/^application\//, '')
+  return accepted.some((a) => norm(a) === norm(typ))
+}

@@ -1,0 +1,251 @@
+/**
+ * Field validators shared by simple and structured mode, and the flat variables both read
+ * (revocation, logging, admin). Pure. No I/O. Errors name the variable or field path.
+ * Imports only the model.
+ */
+import {
+  ASYMMETRIC_ALGORITHMS,
+  type Algorithm,
+  DEFAULT_JWKS_CACHE_TTL_S,
+  DEFAULT_JWKS_REFRESH_COOLDOWN_S,
+  DEFAULT_JWKS_STALE_IF_ERROR_S,
+  DEFAULT_JWKS_FETCH_TIMEOUT_MS,
+  DEFAULT_REALM,
+  DEFAULT_REVOCATION_CACHE_S,
+  MAX_REVOCATION_CACHE_S,
+  DEFAULT_REVOCATION_TIMEOUT_MS,
+  DEFAULT_ADMIN_PREFIX,
+  MIN_ADMIN_TOKEN_LENGTH,
+  IDENTITY_HEADER_PREFIX,
+  type JwksPolicy,
+  type IdentityConfig,
+  type RevocationConfig,
+  type AdminConfig,
+  ConfigError,
+  type RawEnv,
+  type LogRequests,
+} from './model'
+// Validators read `src[key]` and name `path` in errors: the variable in simple mode,
+// `GATEWAY.routes[2].origin` in structured mode.
+
+export function text(src: RawEnv, key: string, path = key): string | undefined {
+  const v = src[key]
+  if (v === undefined || v === null) return undefined
+  if (typeof v === 'string') return v.trim() === '' ? undefined : v.trim()
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v)
+  throw new ConfigError(path, `must be a string (got ${Array.isArray(v) ? 'array' : typeof v})`)
+}
+
+export function required(src: RawEnv, key: string, path = key): string {
+  const v = text(src, key, path)
+  if (v === undefined) throw new ConfigError(path, 'is required')
+  return v
+}
+
+/** A list, as an array of strings or a comma-separated string. */
+export function list(src: RawEnv, key: string, path = key): string[] | undefined {
+  const v = src[key]
+  if (Array.isArray(v)) {
+    if (v.length === 0 || v.some((i) => typeof i !== 'string' || i.trim() === '')) {
+      throw new ConfigError(path, 'must be a non-empty list of non-empty strings')
+    }
+    return v.map((i: string) => i.trim())
+  }
+  const t = text(src, key, path)
+  if (t === undefined) return undefined
+  const items = t.split(',').map((i) => i.trim())
+  if (items.some((i) => i === '')) {
+    throw new ConfigError(path, `must be a comma-separated list without empty items (got "${t}")`)
+  }
+  return items
+}
+
+export function integer(
+  src: RawEnv,
+  key: string,
+  dflt: number,
+  min: number,
+  max: number,
+  path = key,
+): number {
+  const v = text(src, key, path)
+  if (v === undefined) return dflt
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+    throw new ConfigError(path, `must be a whole number from ${min} to ${max} (got "${v}")`)
+  }
+  return Number(v)
+}
+
+export function flag(src: RawEnv, key: string, dflt: boolean, path = key): boolean {
+  const v = text(src, key, path)
+  if (v === undefined) return dflt
+  if (v === 'true') return true
+  if (v === 'false') return false
+  throw new ConfigError(path, `must be "true" or "false" (got "${v}")`)
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host)
+}
+
+function absoluteUrl(path: string, value: string): URL {
+  try {
+    return new URL(value)
+  } catch {
+    throw new ConfigError(path, `must be an absolute URL (got "${value}")`)
+  }
+}
+
+/**
+ * Keys fetched over plain HTTP could be swapped by anyone on the path, so key URLs must be https;
+ * loopback http is allowed for local development only.
+ */
+export function keyUrl(path: string, value: string): string {
+  const url = absoluteUrl(path, value)
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
+    throw new ConfigError(path, `must be an https URL (http only for localhost) (got "${value}")`)
+  }
+  if (url.username || url.password) throw new ConfigError(path, 'must not contain credentials')
+  return url.href
+}
+
+export function originUrl(path: string, value: string): string {
+  const url = absoluteUrl(path, value)
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError(path, `must be an http or https URL (got "${value}")`)
+  }
+  if (url.search || url.hash || url.username || url.password) {
+    throw new ConfigError(path, 'must not contain a query, fragment or credentials')
+  }
+  return url.href.replace(/\/+$/, '')
+}
+
+export function algorithms(src: RawEnv, key: string, path = key): Algorithm[] {
+  const v = list(src, key, path)
+  if (v === undefined) return [...ASYMMETRIC_ALGORITHMS]
+  for (const alg of v) {
+    if (!(ASYMMETRIC_ALGORITHMS as readonly string[]).includes(alg)) {
+      throw new ConfigError(
+        path,
+        `"${alg}" is not supported; allowed: ${ASYMMETRIC_ALGORITHMS.join(', ')} (HS* and none are never accepted against a JWKS)`,
+      )
+    }
+  }
+  return v as Algorithm[]
+}
+
+/** JWKS timing knobs; `names` maps each to its variable (simple) or field (structured). */
+export function jwksPolicy(src: RawEnv, path: (key: string) => string, keys: JwksKeys): JwksPolicy {
+  const cooldown = integer(
+    src,
+    keys.cooldown,
+    DEFAULT_JWKS_REFRESH_COOLDOWN_S,
+    1,
+    3600,
+    path(keys.cooldown),
+  )
+  return {
+    cacheTtlS: integer(src, keys.ttl, DEFAULT_JWKS_CACHE_TTL_S, cooldown, 86_400, path(keys.ttl)),
+    refreshCooldownS: cooldown,
+    staleIfErrorS: integer(
+      src,
+      keys.stale,
+      DEFAULT_JWKS_STALE_IF_ERROR_S,
+      0,
+      7 * 86_400,
+      path(keys.stale),
+    ),
+    fetchTimeoutMs: integer(
+      src,
+      keys.timeout,
+      DEFAULT_JWKS_FETCH_TIMEOUT_MS,
+      100,
+      30_000,
+      path(keys.timeout),
+    ),
+  }
+}
+
+export interface JwksKeys {
+  readonly cooldown: string
+  readonly ttl: string
+  readonly stale: string
+  readonly timeout: string
+}
+
+export function realmOf(value: string | undefined, path: string): string {
+  const realm = value ?? DEFAULT_REALM
+  if (!/^[\x20-\x7e]+$/.test(realm) || /["\\]/.test(realm)) {
+    throw new ConfigError(path, 'must be printable ASCII without quotes or backslashes')
+  }
+  return realm
+}
+
+export function discoveryUrl(issuer: string, path: string): string {
+  return keyUrl(path, `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`)
+}
+
+/** The defaults every route starts from; simple mode's one route is exactly this. */
+export function defaultIdentity(keepAuthorization: boolean): IdentityConfig {
+  return { prefix: IDENTITY_HEADER_PREFIX, claimHeaders: [], sendClaims: true, keepAuthorization }
+}
+
+export function revocation(env: RawEnv): RevocationConfig | null {
+  const kv = env.REVOCATIONS
+  if (kv === undefined) return null
+  if (
+    typeof kv !== 'object' ||
+    kv === null ||
+    typeof (kv as { get?: unknown }).get !== 'function'
+  ) {
+    throw new ConfigError('REVOCATIONS', 'must be a KV namespace binding')
+  }
+  return {
+    cacheTtlS: integer(
+      env,
+      'REVOCATION_CACHE_SECONDS',
+      DEFAULT_REVOCATION_CACHE_S,
+      0,
+      MAX_REVOCATION_CACHE_S,
+    ),
+    failOpen: flag(env, 'REVOCATION_FAIL_OPEN', false),
+    timeoutMs: integer(env, 'REVOCATION_TIMEOUT_MS', DEFAULT_REVOCATION_TIMEOUT_MS, 50, 30_000),
+  }
+}
+
+/**
+ * LOG_REQUESTS, a flat variable in both modes. `refused` keeps the line of every request the
+ * gateway answered itself (refusals, errors, admin) and drops only those forwarded to the origin:
+ * security events are never lost, and a busy API pays no log line per success.
+ */
+export function logRequests(env: RawEnv): LogRequests {
+  const value = text(env, 'LOG_REQUESTS') ?? 'all'
+  if (value !== 'all' && value !== 'refused') {
+    throw new ConfigError('LOG_REQUESTS', `must be "all" or "refused" (got "${value}")`)
+  }
+  return value
+}
+
+export function admin(env: RawEnv): AdminConfig {
+  const prefix = text(env, 'ADMIN_PATH_PREFIX') ?? DEFAULT_ADMIN_PREFIX
+  if (
+    !/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/.test(prefix) ||
+    prefix.split('/').includes('..')
+  ) {
+    throw new ConfigError('ADMIN_PATH_PREFIX', `must be a path like /_gateway (got "${prefix}")`)
+  }
+  const token = text(env, 'ADMIN_TOKEN') ?? null
+  if (token !== null) {
+    if (token.length < MIN_ADMIN_TOKEN_LENGTH) {
+      throw new ConfigError('ADMIN_TOKEN', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`)
+    }
+    // An admin API with nowhere to write would accept revocations and enforce none.
+    if (env.REVOCATIONS === undefined) {
+      throw new ConfigError(
+        'REVOCATIONS',
+        'a KV namespace binding is required when ADMIN_TOKEN is set',
+      )
+    }
+  }
+  return { prefix, token }
+}

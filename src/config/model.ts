@@ -1,0 +1,195 @@
+/**
+ * The configuration model: every constant default, every type the parsers build, ConfigError.
+ * Pure. Imports nothing from the gateway: every other module may import this one.
+ */
+import type { JWK } from 'jose'
+
+/** Algorithms the gateway can verify against a JWKS. Symmetric and `none` are not in the list. */
+export const ASYMMETRIC_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'EdDSA',
+  'Ed25519',
+] as const
+export type Algorithm = (typeof ASYMMETRIC_ALGORITHMS)[number]
+
+/** RFC 9068 access tokens and plain JWTs. A token without `typ` is accepted unless JWT_TYPES is set. */
+export const DEFAULT_TOKEN_TYPES = ['JWT', 'at+jwt', 'application/at+jwt'] as const
+
+// 30 s covers a misconfigured issuer clock without stretching every expiry by a minute.
+export const DEFAULT_CLOCK_SKEW_S = 30
+export const MAX_CLOCK_SKEW_S = 300
+export const DEFAULT_JWKS_CACHE_TTL_S = 600
+export const DEFAULT_JWKS_REFRESH_COOLDOWN_S = 30
+export const DEFAULT_JWKS_STALE_IF_ERROR_S = 86_400
+export const DEFAULT_JWKS_FETCH_TIMEOUT_MS = 5_000
+export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000
+export const DEFAULT_REALM = 'gateway'
+/** How long one isolate trusts a revocation lookup; adds to KV's own ~60 s propagation delay. */
+export const DEFAULT_REVOCATION_CACHE_S = 10
+export const MAX_REVOCATION_CACHE_S = 300
+export const DEFAULT_REVOCATION_TIMEOUT_MS = 2_000
+export const DEFAULT_ADMIN_PREFIX = '/_gateway'
+/** A shorter admin token could be guessed; 32 characters of a random secret is the floor. */
+export const MIN_ADMIN_TOKEN_LENGTH = 32
+export const IDENTITY_HEADER_PREFIX = 'x-auth-'
+
+export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
+export type HmacAlgorithm = (typeof HMAC_ALGORITHMS)[number]
+export type JwsAlgorithm = Algorithm | HmacAlgorithm
+/** RFC 7518 §3.2: an HMAC key at least as long as the hash output. */
+export const MIN_HMAC_SECRET_BYTES = 32
+
+export type KeySource =
+  | { readonly kind: 'jwks'; readonly url: string }
+  /** OIDC discovery; the document's `issuer` must equal this one (OIDC Discovery §4.3). */
+  | { readonly kind: 'discovery'; readonly url: string; readonly issuer: string }
+  /** Public keys written into the config (a JWKS document). */
+  | { readonly kind: 'static'; readonly keys: readonly JWK[] }
+  /** A shared secret from a wrangler secret; only HS* algorithms, never mixed with a JWKS. */
+  | { readonly kind: 'hmac'; readonly secret: string }
+
+export interface JwksPolicy {
+  readonly cacheTtlS: number
+  readonly refreshCooldownS: number
+  readonly staleIfErrorS: number
+  readonly fetchTimeoutMs: number
+}
+
+export interface IssuerConfig {
+  /** The exact `iss` value. */
+  readonly issuer: string
+  readonly keySource: KeySource
+  readonly audiences: readonly string[]
+  readonly algorithms: readonly JwsAlgorithm[]
+  readonly clockSkewS: number
+  /** Oldest `iat` accepted, in seconds before now; null: no limit (then `iat` is not required). */
+  readonly maxTokenAgeS: number | null
+  /** Accepted `typ` values, compared case-insensitively. */
+  readonly types: readonly string[]
+  /** Whether a token without `typ` passes. */
+  readonly typeOptional: boolean
+  readonly jwks: JwksPolicy
+}
+
+export type AuthMode = 'required' | 'optional' | 'public'
+
+export type TokenSource =
+  | { readonly kind: 'header' }
+  | { readonly kind: 'cookie'; readonly name: string }
+  | { readonly kind: 'query'; readonly name: string }
+
+export type Origin =
+  | { readonly kind: 'url'; readonly url: string }
+  /** A service binding to another Worker, by binding name. */
+  | { readonly kind: 'service'; readonly binding: string }
+
+export type ClaimRule =
+  | { readonly claim: string; readonly equals: unknown }
+  | { readonly claim: string; readonly oneOf: readonly unknown[] }
+  | { readonly claim: string; readonly contains: unknown }
+
+export interface IdentityConfig {
+  /** Lower-case prefix of identity headers; every client header with it is stripped. */
+  readonly prefix: string
+  /** Extra headers: [header name (lower case), claim path]. */
+  readonly claimHeaders: readonly (readonly [string, string])[]
+  /** Send X-Auth-Claims (the whole verified payload). */
+  readonly sendClaims: boolean
+  /** Forward the client's Authorization header to the origin. */
+  readonly keepAuthorization: boolean
+}
+
+export interface AssertionConfig {
+  /** Header carrying the gateway-signed JWT (lower case). */
+  readonly header: string
+  /** Claims copied from the verified token besides `sub`. */
+  readonly claims: readonly string[]
+  readonly ttlS: number
+}
+
+export interface RouteConfig {
+  /** Where errors point: `routes[2]`, or `ORIGIN_URL` in simple mode. */
+  readonly name: string
+  /** Lower-case host to match, or null for any host. */
+  readonly host: string | null
+  /** Path prefix this route serves (`/` for everything); matches at segment boundaries. */
+  readonly pathPrefix: string
+  /** Upper-case methods, or null for any. */
+  readonly methods: readonly string[] | null
+  readonly origin: Origin
+  readonly auth: AuthMode
+  /** `iss` values this route accepts. */
+  readonly issuers: readonly string[]
+  /** When set, the token's `aud` must also contain one of these. */
+  readonly audiences: readonly string[] | null
+  readonly scopes: readonly string[]
+  readonly claims: readonly ClaimRule[]
+  readonly sources: readonly TokenSource[]
+  readonly identity: IdentityConfig
+  /** Let CORS preflights through unauthenticated. */
+  readonly cors: boolean
+  readonly originTimeoutMs: number
+  readonly assertion: AssertionConfig | null
+}
+
+export interface AssertionKeys {
+  /** `iss` of the gateway's own assertions. */
+  readonly issuer: string
+  /** Private JWKs, newest first: the first signs, all are published. */
+  readonly keys: readonly JWK[]
+}
+
+export interface RevocationConfig {
+  /** Seconds a lookup (revoked or not) is reused by this isolate; 0 reads KV on every request. */
+  readonly cacheTtlS: number
+  /** KV failing: refuse with 503 (false, the default) or let verified tokens through (true). */
+  readonly failOpen: boolean
+  readonly timeoutMs: number
+}
+
+export interface AdminConfig {
+  /** Path prefix the gateway keeps for itself; the origin never sees it. */
+  readonly prefix: string
+  /** The admin bearer token; null disables the admin API (it answers 404). */
+  readonly token: string | null
+}
+
+export interface GatewayConfig {
+  readonly realm: string
+  /** Send `Server-Timing: auth;dur=...` to clients (reveals cache hits; off unless asked for). */
+  readonly serverTiming: boolean
+  /** Which requests get a log line: all, or all but those forwarded to the origin. */
+  readonly logRequests: LogRequests
+  readonly issuers: readonly IssuerConfig[]
+  readonly routes: readonly RouteConfig[]
+  /** null when no REVOCATIONS KV namespace is bound: revocation is off. */
+  readonly revocation: RevocationConfig | null
+  readonly admin: AdminConfig
+  /** Keys for signed identity assertions; null when none are configured. */
+  readonly assertion: AssertionKeys | null
+}
+
+export type LogRequests = 'all' | 'refused'
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly problem: string,
+  ) {
+    super(`${variable}: ${problem}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export type ConfigResult =
+  | { readonly ok: true; readonly config: GatewayConfig }
+  | { readonly ok: false; readonly error: ConfigError }
+
+export type RawEnv = Record<string, unknown>

@@ -1,0 +1,86 @@
+/** Simple mode: flat variables, one issuer and one catch-all route. Pure. No I/O. */
+import {
+  DEFAULT_TOKEN_TYPES,
+  DEFAULT_CLOCK_SKEW_S,
+  MAX_CLOCK_SKEW_S,
+  DEFAULT_ORIGIN_TIMEOUT_MS,
+  type KeySource,
+  type IssuerConfig,
+  type RouteConfig,
+  type GatewayConfig,
+  ConfigError,
+  type RawEnv,
+} from './model'
+import {
+  text,
+  required,
+  list,
+  integer,
+  flag,
+  keyUrl,
+  originUrl,
+  algorithms,
+  jwksPolicy,
+  realmOf,
+  discoveryUrl,
+  defaultIdentity,
+  revocation,
+  logRequests,
+  admin,
+} from './fields'
+/** Simple mode: one issuer and one catch-all route, built from flat variables. */
+export function simpleMode(env: RawEnv): GatewayConfig {
+  const issuer = required(env, 'JWT_ISSUER')
+  const audiences = list(env, 'JWT_AUDIENCE')
+  if (!audiences) {
+    throw new ConfigError('JWT_AUDIENCE', 'must be a non-empty comma-separated list (got "")')
+  }
+  const jwksUrl = text(env, 'JWKS_URL')
+  const keySource: KeySource = jwksUrl
+    ? { kind: 'jwks', url: keyUrl('JWKS_URL', jwksUrl) }
+    : { kind: 'discovery', url: discoveryUrl(issuer, 'JWT_ISSUER'), issuer }
+  const types = list(env, 'JWT_TYPES')
+  const iss: IssuerConfig = {
+    issuer,
+    keySource,
+    audiences,
+    algorithms: algorithms(env, 'JWT_ALGORITHMS'),
+    clockSkewS: integer(env, 'CLOCK_SKEW_SECONDS', DEFAULT_CLOCK_SKEW_S, 0, MAX_CLOCK_SKEW_S),
+    maxTokenAgeS: null,
+    types: types ?? [...DEFAULT_TOKEN_TYPES],
+    typeOptional: types === undefined,
+    jwks: jwksPolicy(env, (k) => k, {
+      cooldown: 'JWKS_REFRESH_COOLDOWN_SECONDS',
+      ttl: 'JWKS_CACHE_TTL_SECONDS',
+      stale: 'JWKS_STALE_IF_ERROR_SECONDS',
+      timeout: 'JWKS_FETCH_TIMEOUT_MS',
+    }),
+  }
+  const route: RouteConfig = {
+    name: 'ORIGIN_URL',
+    host: null,
+    pathPrefix: '/',
+    methods: null,
+    origin: { kind: 'url', url: originUrl('ORIGIN_URL', required(env, 'ORIGIN_URL')) },
+    auth: 'required',
+    issuers: [issuer],
+    audiences: null,
+    scopes: [],
+    claims: [],
+    sources: [{ kind: 'header' }],
+    identity: defaultIdentity(flag(env, 'FORWARD_AUTHORIZATION', false)),
+    cors: false,
+    originTimeoutMs: integer(env, 'ORIGIN_TIMEOUT_MS', DEFAULT_ORIGIN_TIMEOUT_MS, 100, 600_000),
+    assertion: null,
+  }
+  return {
+    realm: realmOf(text(env, 'GATEWAY_REALM'), 'GATEWAY_REALM'),
+    serverTiming: flag(env, 'SERVER_TIMING', false),
+    logRequests: logRequests(env),
+    issuers: [iss],
+    routes: [route],
+    revocation: revocation(env),
+    admin: admin(env),
+    assertion: null,
+  }
+}

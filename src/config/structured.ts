@@ -1,0 +1,482 @@
+/**
+ * Structured mode: the GATEWAY variable (a `[vars.GATEWAY]` table in wrangler.toml, or a JSON
+ * string) with several issuers and routes, parsed into the same GatewayConfig as simple mode.
+ * Pure. No I/O. Errors name the exact path: `GATEWAY.routes[2].origin: must be an absolute URL`.
+ * Unknown fields are errors: a typo in a security setting must not be silently ignored.
+ */
+import {
+  DEFAULT_TOKEN_TYPES,
+  DEFAULT_CLOCK_SKEW_S,
+  MAX_CLOCK_SKEW_S,
+  DEFAULT_ORIGIN_TIMEOUT_MS,
+  IDENTITY_HEADER_PREFIX,
+  HMAC_ALGORITHMS,
+  type HmacAlgorithm,
+  MIN_HMAC_SECRET_BYTES,
+  type KeySource,
+  type IssuerConfig,
+  type AuthMode,
+  type TokenSource,
+  type Origin,
+  type ClaimRule,
+  type IdentityConfig,
+  type AssertionConfig,
+  type RouteConfig,
+  type AssertionKeys,
+  type GatewayConfig,
+  ConfigError,
+  type RawEnv,
+} from './model'
+import {
+  text,
+  required,
+  list,
+  integer,
+  flag,
+  keyUrl,
+  originUrl,
+  algorithms,
+  jwksPolicy,
+  realmOf,
+  discoveryUrl,
+  defaultIdentity,
+  revocation,
+  logRequests,
+  admin,
+} from './fields'
+import type { JWK } from 'jose'
+
+export const DEFAULT_ASSERTION_HEADER = 'x-gateway-assertion'
+export const DEFAULT_ASSERTION_TTL_S = 60
+export const MAX_ASSERTION_TTL_S = 300
+export const DEFAULT_ASSERTION_ISSUER = 'edge-auth-gateway'
+export const DEFAULT_ASSERTION_KEY_SECRETS = ['ASSERTION_KEY', 'ASSERTION_KEY_PREVIOUS']
+
+type Obj = Record<string, unknown>
+
+function object(value: unknown, path: string): Obj {
+  if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value)
+    } catch {
+      throw new ConfigError(path, 'must be a table or a JSON object (the JSON does not parse)')
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError(path, 'must be a table / JSON object')
+  }
+  return value as Obj
+}
+
+function only(o: Obj, path: string, fields: readonly string[]): void {
+  for (const k of Object.keys(o)) {
+    if (!fields.includes(k)) throw new ConfigError(`${path}.${k}`, 'is not a known field')
+  }
+}
+
+function array(o: Obj, key: string, path: string): unknown[] | undefined {
+  const v = o[key]
+  if (v === undefined) return undefined
+  if (!Array.isArray(v)) throw new ConfigError(path, 'must be an array')
+  return v
+}
+
+const ISSUER_FIELDS = [
+  'issuer',
+  'jwksUrl',
+  'discovery',
+  'keys',
+  'hmacSecret',
+  'audiences',
+  'algorithms',
+  'clockSkewSeconds',
+  'types',
+  'maxTokenAgeSeconds',
+  'jwksCacheTtlSeconds',
+  'jwksRefreshCooldownSeconds',
+  'jwksStaleIfErrorSeconds',
+  'jwksFetchTimeoutMs',
+]
+
+function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
+  const o = object(raw, path)
+  only(o, path, ISSUER_FIELDS)
+  const at = (k: string) => `${path}.${k}`
+  const issuer = required(o, 'issuer', at('issuer'))
+  const audiences = list(o, 'audiences', at('audiences'))
+  if (!audiences) throw new ConfigError(at('audiences'), 'is required (a non-empty list)')
+
+  const given = ['jwksUrl', 'discovery', 'keys', 'hmacSecret'].filter((k) => o[k] !== undefined)
+  if (given.length > 1) {
+    throw new ConfigError(path, `set one key source, not ${given.join(' and ')}`)
+  }
+  let keySource: KeySource
+  let algs: IssuerConfig['algorithms']
+  if (o.hmacSecret !== undefined) {
+    const name = required(o, 'hmacSecret', at('hmacSecret'))
+    const secret = env[name]
+    if (typeof secret !== 'string') {
+      throw new ConfigError(
+        at('hmacSecret'),
+        `names secret ${name}, which is not set (wrangler secret put ${name})`,
+      )
+    }
+    if (new TextEncoder().encode(secret).length < MIN_HMAC_SECRET_BYTES) {
+      throw new ConfigError(
+        at('hmacSecret'),
+        `secret ${name} must be at least ${MIN_HMAC_SECRET_BYTES} bytes`,
+      )
+    }
+    keySource = { kind: 'hmac', secret }
+    const wanted = list(o, 'algorithms', at('algorithms')) ?? ['HS256']
+    for (const a of wanted) {
+      // An HMAC issuer verifies only HMAC, so its secret can never meet an asymmetric key's bytes.
+      if (!(HMAC_ALGORITHMS as readonly string[]).includes(a)) {
+        throw new ConfigError(
+          at('algorithms'),
+          `"${a}" is not an HMAC algorithm (HS256, HS384, HS512)`,
+        )
+      }
+    }
+    algs = wanted as HmacAlgorithm[]
+  } else {
+    if (o.keys !== undefined) {
+      const doc = Array.isArray(o.keys) ? { keys: o.keys } : object(o.keys, at('keys'))
+      const keys = (doc as { keys?: unknown }).keys
+      if (!Array.isArray(keys) || keys.length === 0) {
+        throw new ConfigError(at('keys'), 'must be a non-empty array of public JWKs')
+      }
+      keys.forEach((k, i) => {
+        const jwk = object(k, `${at('keys')}[${i}]`)
+        if (jwk.d !== undefined || jwk.kty === 'oct') {
+          throw new ConfigError(
+            `${at('keys')}[${i}]`,
+            'must be a public key (no private or symmetric keys)',
+          )
+        }
+      })
+      keySource = { kind: 'static', keys: keys as JWK[] }
+    } else if (o.jwksUrl !== undefined) {
+      keySource = {
+        kind: 'jwks',
+        url: keyUrl(at('jwksUrl'), required(o, 'jwksUrl', at('jwksUrl'))),
+      }
+    } else {
+      if (o.discovery !== undefined && !flag(o, 'discovery', true, at('discovery'))) {
+        throw new ConfigError(
+          path,
+          'needs a key source: jwksUrl, keys, hmacSecret or discovery = true',
+        )
+      }
+      keySource = { kind: 'discovery', url: discoveryUrl(issuer, at('issuer')), issuer }
+    }
+    algs = algorithms(o, 'algorithms', at('algorithms'))
+  }
+  const types = list(o, 'types', at('types'))
+  const maxAge = text(o, 'maxTokenAgeSeconds', at('maxTokenAgeSeconds'))
+  return {
+    issuer,
+    keySource,
+    audiences,
+    algorithms: algs,
+    clockSkewS: integer(
+      o,
+      'clockSkewSeconds',
+      DEFAULT_CLOCK_SKEW_S,
+      0,
+      MAX_CLOCK_SKEW_S,
+      at('clockSkewSeconds'),
+    ),
+    maxTokenAgeS:
+      maxAge === undefined
+        ? null
+        : integer(o, 'maxTokenAgeSeconds', 0, 1, 365 * 86_400, at('maxTokenAgeSeconds')),
+    types: types ?? [...DEFAULT_TOKEN_TYPES],
+    typeOptional: types === undefined,
+    jwks: jwksPolicy(o, at, {
+      cooldown: 'jwksRefreshCooldownSeconds',
+      ttl: 'jwksCacheTtlSeconds',
+      stale: 'jwksStaleIfErrorSeconds',
+      timeout: 'jwksFetchTimeoutMs',
+    }),
+  }
+}
+
+const ROUTE_FIELDS = [
+  'host',
+  'path',
+  'methods',
+  'origin',
+  'service',
+  'auth',
+  'issuers',
+  'audiences',
+  'scopes',
+  'claims',
+  'tokenSources',
+  'identity',
+  'cors',
+  'originTimeoutMs',
+  'assertion',
+]
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+/** Headers an identity map may never set: they carry transport or the client's own credentials. */
+const RESERVED_HEADERS = new Set([
+  'authorization',
+  'host',
+  'cookie',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'x-request-id',
+])
+
+function pathPrefix(o: Obj, path: string): string {
+  const p = required(o, 'path', path)
+  // Prefixes are compared with normalised request paths, so they must be normal themselves.
+  if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$/.test(p) || /\/\/|\/\.\.?(\/|$)/.test(p)) {
+    throw new ConfigError(path, `must be a normalised path starting with / (got "${p}")`)
+  }
+  return p.length > 1 ? p.replace(/\/+$/, '') : p
+}
+
+function tokenSources(o: Obj, path: string): TokenSource[] {
+  const items = list(o, 'tokenSources', path) ?? ['header']
+  return items.map((item) => {
+    if (item === 'header') return { kind: 'header' }
+    const m = /^(cookie|query):([!#$%&'*+.^_`|~0-9A-Za-z-]+)$/.exec(item)
+    if (!m) throw new ConfigError(path, `"${item}" is not header, cookie:NAME or query:NAME`)
+    return { kind: m[1] as 'cookie' | 'query', name: m[2]! }
+  })
+}
+
+function claimRules(o: Obj, path: string): ClaimRule[] {
+  return (array(o, 'claims', path) ?? []).map((raw, i) => {
+    const at = `${path}[${i}]`
+    const r = object(raw, at)
+    only(r, at, ['claim', 'equals', 'oneOf', 'contains'])
+    const claim = required(r, 'claim', `${at}.claim`)
+    const ops = ['equals', 'oneOf', 'contains'].filter((k) => r[k] !== undefined)
+    if (ops.length !== 1) throw new ConfigError(at, 'needs exactly one of equals, oneOf, contains')
+    if (r.oneOf !== undefined) {
+      if (!Array.isArray(r.oneOf)) throw new ConfigError(`${at}.oneOf`, 'must be an array')
+      return { claim, oneOf: r.oneOf }
+    }
+    return r.equals !== undefined ? { claim, equals: r.equals } : { claim, contains: r.contains }
+  })
+}
+
+function identityOf(o: Obj, path: string): IdentityConfig {
+  if (o.identity === undefined) return defaultIdentity(false)
+  const id = object(o.identity, path)
+  only(id, path, ['prefix', 'headers', 'sendClaims', 'keepAuthorization'])
+  const prefix = (text(id, 'prefix', `${path}.prefix`) ?? IDENTITY_HEADER_PREFIX).toLowerCase()
+  if (!/^[a-z0-9][a-z0-9_-]*[-_]$/.test(prefix)) {
+    throw new ConfigError(
+      `${path}.prefix`,
+      `must be a header-name prefix ending in - or _ (got "${prefix}")`,
+    )
+  }
+  const headers = id.headers === undefined ? {} : object(id.headers, `${path}.headers`)
+  const claimHeaders = Object.entries(headers).map(([name, claim]): [string, string] => {
+    const at = `${path}.headers.${name}`
+    if (!TOKEN.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
+      throw new ConfigError(at, 'is not a header name the gateway may set')
+    }
+    if (typeof claim !== 'string' || claim === '') throw new ConfigError(at, 'must name a claim')
+    return [name.toLowerCase(), claim]
+  })
+  return {
+    prefix,
+    claimHeaders,
+    sendClaims: flag(id, 'sendClaims', true, `${path}.sendClaims`),
+    keepAuthorization: flag(id, 'keepAuthorization', false, `${path}.keepAuthorization`),
+  }
+}
+
+function assertionOf(o: Obj, path: string): AssertionConfig | null {
+  const v = o.assertion
+  if (v === undefined || v === false) return null
+  const a = v === true ? {} : object(v, path)
+  only(a, path, ['header', 'claims', 'ttlSeconds'])
+  const header = (text(a, 'header', `${path}.header`) ?? DEFAULT_ASSERTION_HEADER).toLowerCase()
+  if (!TOKEN.test(header) || RESERVED_HEADERS.has(header)) {
+    throw new ConfigError(`${path}.header`, 'is not a header name the gateway may set')
+  }
+  return {
+    header,
+    claims: list(a, 'claims', `${path}.claims`) ?? [],
+    ttlS: integer(
+      a,
+      'ttlSeconds',
+      DEFAULT_ASSERTION_TTL_S,
+      5,
+      MAX_ASSERTION_TTL_S,
+      `${path}.ttlSeconds`,
+    ),
+  }
+}
+
+function routeOf(
+  raw: unknown,
+  path: string,
+  env: RawEnv,
+  issuers: readonly IssuerConfig[],
+): RouteConfig {
+  const o = object(raw, path)
+  only(o, path, ROUTE_FIELDS)
+  const at = (k: string) => `${path}.${k}`
+
+  let origin: Origin
+  if ((o.origin === undefined) === (o.service === undefined)) {
+    throw new ConfigError(path, 'needs exactly one of origin (a URL) or service (a binding name)')
+  }
+  if (o.service !== undefined) {
+    const binding = required(o, 'service', at('service'))
+    const svc = env[binding] as { fetch?: unknown } | undefined
+    if (typeof svc !== 'object' || svc === null || typeof svc.fetch !== 'function') {
+      throw new ConfigError(at('service'), `names ${binding}, which is not a service binding`)
+    }
+    origin = { kind: 'service', binding }
+  } else {
+    origin = { kind: 'url', url: originUrl(at('origin'), required(o, 'origin', at('origin'))) }
+  }
+
+  const auth = (text(o, 'auth', at('auth')) ?? 'required') as AuthMode
+  if (!['required', 'optional', 'public'].includes(auth)) {
+    throw new ConfigError(at('auth'), `must be required, optional or public (got "${auth}")`)
+  }
+  const known = issuers.map((i) => i.issuer)
+  const routeIssuers = list(o, 'issuers', at('issuers')) ?? known
+  for (const iss of routeIssuers) {
+    if (!known.includes(iss))
+      throw new ConfigError(at('issuers'), `"${iss}" is not in GATEWAY.issuers`)
+  }
+  const audiences = list(o, 'audiences', at('audiences')) ?? null
+  const reachable = new Set(
+    issuers.filter((i) => routeIssuers.includes(i.issuer)).flatMap((i) => i.audiences),
+  )
+  for (const aud of audiences ?? []) {
+    // A route audience no allowed issuer accepts could never match: a config mistake, not a policy.
+    if (!reachable.has(aud))
+      throw new ConfigError(at('audiences'), `"${aud}" is not an audience of the route's issuers`)
+  }
+  const methods = list(o, 'methods', at('methods'))?.map((m) => m.toUpperCase()) ?? null
+  for (const m of methods ?? []) {
+    if (!TOKEN.test(m)) throw new ConfigError(at('methods'), `"${m}" is not a method`)
+  }
+  const host = text(o, 'host', at('host'))?.toLowerCase() ?? null
+  if (host !== null && !/^[a-z0-9.-]+(:\d{1,5})?$/.test(host)) {
+    throw new ConfigError(at('host'), `must be a host name (got "${host}")`)
+  }
+  const scopes = list(o, 'scopes', at('scopes')) ?? []
+  for (const scope of scopes) {
+    // Scopes end up in a WWW-Authenticate quoted-string (RFC 6749 §3.3 scope-token).
+    if (!/^[\x21\x23-\x5b\x5d-\x7e]+$/.test(scope))
+      throw new ConfigError(at('scopes'), `"${scope}" is not a scope token`)
+  }
+  return {
+    name: path,
+    host,
+    pathPrefix: pathPrefix(o, at('path')),
+    methods,
+    origin,
+    auth,
+    issuers: routeIssuers,
+    audiences,
+    scopes,
+    claims: claimRules(o, at('claims')),
+    sources: tokenSources(o, at('tokenSources')),
+    identity: identityOf(o, at('identity')),
+    cors: flag(o, 'cors', false, at('cors')),
+    originTimeoutMs: integer(
+      o,
+      'originTimeoutMs',
+      DEFAULT_ORIGIN_TIMEOUT_MS,
+      100,
+      600_000,
+      at('originTimeoutMs'),
+    ),
+    assertion: assertionOf(o, at('assertion')),
+  }
+}
+
+function assertionKeys(o: Obj, env: RawEnv, needed: boolean): AssertionKeys | null {
+  const path = 'GATEWAY.assertion'
+  const a = o.assertion === undefined ? {} : object(o.assertion, path)
+  only(a, path, ['issuer', 'keySecrets'])
+  const names = list(a, 'keySecrets', `${path}.keySecrets`) ?? DEFAULT_ASSERTION_KEY_SECRETS
+  const keys: JWK[] = []
+  for (const name of names) {
+    const raw = env[name]
+    if (raw === undefined) continue
+    let jwk: JWK
+    try {
+      jwk = (typeof raw === 'string' ? JSON.parse(raw) : raw) as JWK
+    } catch {
+      throw new ConfigError(name, 'must be a private JWK as JSON')
+    }
+    const ok =
+      typeof jwk === 'object' &&
+      jwk !== null &&
+      typeof jwk.d === 'string' &&
+      typeof jwk.kid === 'string' &&
+      ((jwk.kty === 'EC' && jwk.crv === 'P-256') || (jwk.kty === 'OKP' && jwk.crv === 'Ed25519'))
+    if (!ok) throw new ConfigError(name, 'must be a private EC P-256 or Ed25519 JWK with a kid')
+    keys.push(jwk)
+  }
+  if (keys.length === 0) {
+    if (needed)
+      throw new ConfigError(names[0]!, 'is required: a route asks for a signed identity assertion')
+    return null
+  }
+  return { issuer: text(a, 'issuer', `${path}.issuer`) ?? DEFAULT_ASSERTION_ISSUER, keys }
+}
+
+export function structuredMode(env: RawEnv): GatewayConfig {
+  const g = object(env.GATEWAY, 'GATEWAY')
+  only(g, 'GATEWAY', ['realm', 'serverTiming', 'issuers', 'routes', 'assertion'])
+  const rawIssuers = array(g, 'issuers', 'GATEWAY.issuers') ?? []
+  const issuers = rawIssuers.map((raw, i) => issuerOf(raw, `GATEWAY.issuers[${i}]`, env))
+  const seen = new Set<string>()
+  issuers.forEach((iss, i) => {
+    if (seen.has(iss.issuer)) throw new ConfigError(`GATEWAY.issuers[${i}].issuer`, 'appears twice')
+    seen.add(iss.issuer)
+  })
+  const rawRoutes = array(g, 'routes', 'GATEWAY.routes')
+  if (!rawRoutes || rawRoutes.length === 0)
+    throw new ConfigError('GATEWAY.routes', 'needs at least one route')
+  const routes = rawRoutes.map((raw, i) => routeOf(raw, `GATEWAY.routes[${i}]`, env, issuers))
+  routes.forEach((r, i) => {
+    if (r.auth !== 'public' && r.issuers.length === 0) {
+      throw new ConfigError(
+        `GATEWAY.routes[${i}].issuers`,
+        'an authenticated route needs an issuer',
+      )
+    }
+    const twin = routes.findIndex(
+      (o) =>
+        o.host === r.host &&
+        o.pathPrefix === r.pathPrefix &&
+        String(o.methods?.toSorted()) === String(r.methods?.toSorted()),
+    )
+    if (twin !== i)
+      throw new ConfigError(`GATEWAY.routes[${i}]`, `matches exactly what routes[${twin}] matches`)
+  })
+  return {
+    realm: realmOf(text(g, 'realm', 'GATEWAY.realm'), 'GATEWAY.realm'),
+    serverTiming: flag(g, 'serverTiming', false, 'GATEWAY.serverTiming'),
+    logRequests: logRequests(env),
+    issuers,
+    routes,
+    revocation: revocation(env),
+    admin: admin(env),
+    assertion: assertionKeys(
+      g,
+      env,
+      routes.some((r) => r.assertion !== null),
+    ),
+  }
+}

@@ -1,0 +1,374 @@
+/**
+ * Folder revocation/: the revocation list, its snapshot and its stores. Must not import proxy/,
+ * admin/ or gateway.ts; writers (admin API, logout) call it, never the other way round.
+ *
+ * The revocation list: KV-backed, with a bounded in-isolate cache in front of it.
+ * I/O only through the KV namespace it is given; time comes from the caller.
+ *
+ * KV layout (stable; keys are hashes so no claim bytes become keys and issuers never collide):
+ *   jti:<sha256hex(iss + "\n" + jti)>  one token, expires with the token
+ *   sub:<sha256hex(iss + "\n" + sub)>  tokens of one subject with iat <= before
+ *   all:<sha256hex(iss)>               every token of the issuer with iat <= before
+ * Each value is the JSON record below; the record is also the key's metadata, so listing is one call.
+ *
+ * Read path, cheapest first: this isolate's own writes; a snapshot of the whole list (one KV list,
+ * refreshed in the background while requests keep flowing); a per-key cache; a KV get per key.
+ */
+import { makeRoom } from '../lib/bounded'
+import type { RevocationConfig } from '../config'
+import { GatewayError, messageOf } from '../errors'
+import { log } from '../observability/log'
+import type { Identity } from '../auth/identity'
+
+/** Most lookups one isolate remembers; the oldest go first. Bounds memory under unique tokens. */
+export const REVOCATION_CACHE_MAX_ENTRIES = 10_000
+/** KV refuses an expirationTtl under 60 s. */
+export const KV_MIN_TTL_S = 60
+/** Most keys a snapshot holds (5 list pages); a longer list falls back to a KV get per new token. */
+export const SNAPSHOT_MAX_KEYS = 5_000
+/** After a list too long for a snapshot, how long before listing again. */
+export const SNAPSHOT_RETRY_MS = 300_000
+/** A refresh not finished after this long is presumed lost (its request was cancelled). */
+export const SNAPSHOT_REFRESH_LOST_MS = 30_000
+/** KV shows a write everywhere within about this long: a write through this isolate is pinned here
+ * for at least that long, so a snapshot or lookup read before KV caught up cannot undo it. */
+export const KV_PROPAGATION_MS = 60_000
+
+export type RevocationKind = 'jti' | 'sub' | 'all'
+
+export interface RevocationRecord {
+  readonly id: string
+  readonly kind: RevocationKind
+  readonly iss: string
+  readonly jti?: string
+  readonly sub?: string
+  /** kind jti: when the token expires and the record with it (absent: kept until deleted). */
+  readonly exp?: number
+  /** kinds sub and all: tokens with iat <= before are revoked. */
+  readonly before?: number
+  readonly createdAt: number
+}
+
+/** What KV says about one key: a cut-off time, "revoked" (jti) or nothing. */
+type Lookup =
+  | { readonly revoked: false }
+  | { readonly revoked: true; readonly kind: RevocationKind; readonly before?: number }
+
+const NOT_REVOKED: Lookup = { revoked: false }
+
+/** Every record in KV at one moment. Keys written by hand carry no metadata: matched by their id. */
+interface Snapshot {
+  /** memoKey(kind, iss, value) -> lookup, from the records' metadata. */
+  readonly byClaim: ReadonlyMap<string, Lookup>
+  /** KV id -> lookup, for records without (valid) metadata. */
+  readonly byId: ReadonlyMap<string, Lookup>
+  /** When the list started: the snapshot is no newer than this. */
+  readonly takenMs: number
+}
+
+/** Runs work after the response is sent (the request's `waitUntil`). */
+export type Background = (work: Promise<unknown>) => void
+
+async function sha256hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))
+  let hex = ''
+  for (const b of new Uint8Array(digest)) hex += b.toString(16).padStart(2, '0')
+  return hex
+}
+
+export async function revocationId(kind: RevocationKind, iss: string, value?: string) {
+  return `${kind}:${await sha256hex(kind === 'all' ? iss : `${iss}\n${value}`)}`
+}
+
+export class RevocationList {
+  /** id -> lookup, in insertion order for eviction. Values only: no promise outlives its request. */
+  private readonly cache = new Map<string, { lookup: Lookup; untilMs: number }>()
+  /** Writes through this isolate (admin API, logout), newest last; they win over anything read. */
+  private readonly local = new Map<string, { lookup: Lookup; untilMs: number }>()
+  private snapshot: Snapshot | null = null
+  /** memo key -> KV id: ids are pure functions of the claims, so a token's are hashed once. */
+  private readonly ids = new Map<string, string>()
+  /** KV id -> memo key of records whose metadata was seen to hash to their id: not hashed again. */
+  private hashed: ReadonlyMap<string, string> = new Map()
+  /** When a refresh started; null when none is running. */
+  private refreshingSinceMs: number | null = null
+  private snapshotRetryAtMs = 0
+
+  constructor(
+    private readonly kv: KVNamespace,
+    readonly config: RevocationConfig,
+    private readonly maxSnapshotKeys = SNAPSHOT_MAX_KEYS,
+  ) {}
+
+  /**
+   * Throws token_revoked, or revocation_unavailable when KV cannot answer and we fail closed.
+   * When every lookup is known (own write, snapshot or cache) this stays synchronous: no KV call,
+   * no timer, no await. `background` lets it refresh the snapshot after the response.
+   */
+  check(identity: Identity, nowMs: number, background?: Background): void | Promise<void> {
+    const { issuer, sub, claims } = identity
+    const jti = typeof claims.jti === 'string' ? claims.jti : undefined
+    const wanted: [RevocationKind, string | undefined][] = [
+      ['sub', sub],
+      ['all', undefined],
+    ]
+    if (jti !== undefined) wanted.push(['jti', jti])
+    const snapshot = this.snapshotAt(nowMs, background)
+    const known = wanted.map(([kind, value]) =>
+      this.known(memoKey(kind, issuer, value), snapshot, nowMs),
+    )
+    if (known.every((l) => l !== undefined)) return judge(known as Lookup[], claims.iat)
+    return this.checkSlow(wanted, known, identity, snapshot, nowMs)
+  }
+
+  private async checkSlow(
+    wanted: [RevocationKind, string | undefined][],
+    known: (Lookup | undefined)[],
+    identity: Identity,
+    snapshot: Snapshot | null,
+    nowMs: number,
+  ): Promise<void> {
+    let found: Lookup[]
+    try {
+      found = await this.withTimeout(
+        Promise.all(
+          wanted.map(
+            ([kind, value], i) =>
+              known[i] ?? this.lookup(kind, identity.issuer, value, snapshot, nowMs),
+          ),
+        ),
+      )
+    } catch (err) {
+      const detail = messageOf(err)
+      if (this.config.failOpen) {
+        log({ level: 'error', event: 'revocation_check_failed', failOpen: true, detail })
+        return
+      }
+      throw new GatewayError('revocation_unavailable', detail)
+    }
+    judge(found, identity.claims.iat)
+  }
+
+  /** What is known without I/O, or undefined when KV (or a hash of the claim) must be asked. */
+  private known(memo: string, snapshot: Snapshot | null, nowMs: number): Lookup | undefined {
+    const own = this.local.get(memo)
+    if (own && own.untilMs > nowMs) return own.lookup
+    if (snapshot) {
+      const listed = snapshot.byClaim.get(memo)
+      if (listed) return listed
+      // Records written by hand are known only by their hashed id: without it, the slow path.
+      if (snapshot.byId.size === 0) return NOT_REVOKED
+      const id = this.ids.get(memo)
+      if (id !== undefined) return snapshot.byId.get(id) ?? NOT_REVOKED
+    }
+    const hit = this.cache.get(memo)
+    return hit && hit.untilMs > nowMs ? hit.lookup : undefined
+  }
+
+  /**
+   * The snapshot if it is younger than the cache TTL (the same staleness a cached lookup may have).
+   * Past half its age a refresh starts in the background, so a busy isolate never waits for a list.
+   */
+  private snapshotAt(nowMs: number, background?: Background): Snapshot | null {
+    const ttlMs = this.config.cacheTtlS * 1000
+    if (ttlMs === 0) return null
+    const snapshot = this.snapshot
+    const due = snapshot ? nowMs - snapshot.takenMs >= ttlMs / 2 : nowMs >= this.snapshotRetryAtMs
+    const running =
+      this.refreshingSinceMs !== null && nowMs - this.refreshingSinceMs < SNAPSHOT_REFRESH_LOST_MS
+    if (due && !running && background) {
+      this.refreshingSinceMs = nowMs
+      background(this.refresh(nowMs))
+    }
+    return snapshot && nowMs - snapshot.takenMs < ttlMs ? snapshot : null
+  }
+
+  /** Lists every record into a new snapshot. Never throws: on failure the old one ages out. */
+  private async refresh(startedMs: number): Promise<void> {
+    try {
+      const byClaim = new Map<string, Lookup>()
+      const byId = new Map<string, Lookup>()
+      const hashed = new Map<string, string>()
+      const nowS = startedMs / 1000
+      let cursor: string | undefined
+      let count = 0
+      do {
+        const page = await this.kv.list<unknown>({ cursor })
+        for (const key of page.keys) {
+          if (++count > this.maxSnapshotKeys) {
+            // Too many to hold: every isolate listing it every few seconds would cost more than
+            // the KV gets it saves. Per-key lookups take over; look again later.
+            this.snapshot = null
+            this.snapshotRetryAtMs = startedMs + SNAPSHOT_RETRY_MS
+            log({ level: 'warn', event: 'revocation_snapshot_skipped', keys: count })
+            return
+          }
+          if (key.expiration !== undefined && key.expiration <= nowS) continue
+          const kind = kindOf(key.name)
+          if (kind === null) continue
+          const record = recordOf(kind, key.metadata)
+          const memo = record && memoOf(record)
+          // Matched on the metadata's claims: only when they hash to the key they sit on (checked
+          // once per record, so a refresh of an unchanged list costs no hashing).
+          if (
+            record &&
+            memo &&
+            (this.hashed.get(key.name) === memo ||
+              (await revocationId(kind, record.iss, valueOf(record))) === key.name)
+          ) {
+            hashed.set(key.name, memo)
+            byClaim.set(memo, lookupOf(record))
+          } else {
+            const text = await this.kv.get(key.name)
+            if (text !== null) byId.set(key.name, parseLookup(kind, text))
+          }
+        }
+        cursor = page.list_complete ? undefined : page.cursor
+      } while (cursor !== undefined)
+      this.snapshot = { byClaim, byId, takenMs: startedMs }
+      this.hashed = hashed
+    } catch (err) {
+      // Requests fall back to per-key lookups, which fail closed (or open) on their own.
+      const detail = messageOf(err)
+      log({ level: 'warn', event: 'revocation_snapshot_failed', detail })
+    } finally {
+      this.refreshingSinceMs = null
+    }
+  }
+
+  async put(record: RevocationRecord, nowMs: number): Promise<void> {
+    const options: KVNamespacePutOptions = { metadata: record }
+    if (record.exp !== undefined) {
+      options.expirationTtl = Math.max(KV_MIN_TTL_S, record.exp - Math.floor(nowMs / 1000))
+    }
+    await this.kv.put(record.id, JSON.stringify(record), options)
+    this.pin(memoOf(record), lookupOf(record), nowMs)
+  }
+
+  async get(id: string): Promise<RevocationRecord | null> {
+    return this.kv.get<RevocationRecord>(id, 'json')
+  }
+
+  async delete(record: RevocationRecord, nowMs: number): Promise<void> {
+    await this.kv.delete(record.id)
+    this.pin(memoOf(record), NOT_REVOKED, nowMs)
+  }
+
+  /** Takes effect at once on this isolate, whatever the cache or a snapshot (maybe older) holds. */
+  private pin(memo: string, lookup: Lookup, nowMs: number): void {
+    this.cache.delete(memo)
+    this.local.delete(memo)
+    if (this.config.cacheTtlS === 0) return
+    makeRoom(this.local, REVOCATION_CACHE_MAX_ENTRIES)
+    const untilMs = nowMs + Math.max(KV_PROPAGATION_MS, this.config.cacheTtlS * 1000)
+    this.local.set(memo, { lookup, untilMs })
+  }
+
+  async list(limit: number, cursor?: string) {
+    const page = await this.kv.list<RevocationRecord>({ limit, cursor })
+    return {
+      records: page.keys.flatMap((k) => (k.metadata ? [k.metadata] : [])),
+      cursor: page.list_complete ? null : page.cursor,
+    }
+  }
+
+  private async lookup(
+    kind: RevocationKind,
+    iss: string,
+    value: string | undefined,
+    snapshot: Snapshot | null,
+    nowMs: number,
+  ): Promise<Lookup> {
+    // Keyed by the claim text, not the KV id, so a cache hit costs no hashing.
+    const memo = memoKey(kind, iss, value)
+    let id = this.ids.get(memo)
+    if (id === undefined) {
+      id = await revocationId(kind, iss, value)
+      makeRoom(this.ids, REVOCATION_CACHE_MAX_ENTRIES)
+      this.ids.set(memo, id)
+    }
+    // The snapshot already holds every record: only the hand-written ones need the id.
+    if (snapshot) return snapshot.byId.get(id) ?? NOT_REVOKED
+    const text = await this.kv.get(id)
+    const lookup = text === null ? NOT_REVOKED : parseLookup(kind, text)
+    this.remember(memo, lookup, nowMs)
+    return lookup
+  }
+
+  private remember(memo: string, lookup: Lookup, nowMs: number): void {
+    this.cache.delete(memo)
+    if (this.config.cacheTtlS === 0) return
+    makeRoom(this.cache, REVOCATION_CACHE_MAX_ENTRIES)
+    this.cache.set(memo, { lookup, untilMs: nowMs + this.config.cacheTtlS * 1000 })
+  }
+
+  private withTimeout<T>(work: Promise<T>): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`KV did not answer in ${this.config.timeoutMs} ms`)),
+        this.config.timeoutMs,
+      )
+    })
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer))
+  }
+}
+
+/** Revoked by jti outright; by a cut-off when iat is at or before it. */
+function judge(found: readonly Lookup[], iatClaim: unknown): void {
+  const iat = typeof iatClaim === 'number' ? iatClaim : undefined
+  for (const lookup of found) {
+    if (!lookup.revoked) continue
+    // A jti record has no cut-off. Without iat nobody can show the token came after a cut-off.
+    if (lookup.before === undefined || iat === undefined || iat <= lookup.before) {
+      throw new GatewayError('token_revoked', lookup.kind)
+    }
+  }
+}
+
+function memoKey(kind: RevocationKind, iss: string, value: string | undefined): string {
+  return `${kind}\n${iss}\n${value ?? ''}`
+}
+
+function valueOf(record: RevocationRecord): string | undefined {
+  return record.kind === 'jti' ? record.jti : record.sub
+}
+
+function memoOf(record: RevocationRecord): string {
+  return memoKey(record.kind, record.iss, valueOf(record))
+}
+
+function lookupOf(record: RevocationRecord): Lookup {
+  return { revoked: true, kind: record.kind, before: record.before }
+}
+
+function kindOf(id: string): RevocationKind | null {
+  const kind = id.slice(0, id.indexOf(':'))
+  return kind === 'jti' || kind === 'sub' || kind === 'all' ? kind : null
+}
+
+/**
+ * Metadata as the admin API writes it, or null. Trusted only when complete, since the snapshot
+ * matches on these fields instead of the hashed id: anything else is looked up by id.
+ */
+function recordOf(kind: RevocationKind, metadata: unknown): RevocationRecord | null {
+  if (typeof metadata !== 'object' || metadata === null) return null
+  const m = metadata as Partial<RevocationRecord>
+  if (m.kind !== kind || typeof m.iss !== 'string') return null
+  if (kind === 'jti') return typeof m.jti === 'string' ? (m as RevocationRecord) : null
+  if (typeof m.before !== 'number') return null
+  return kind === 'all' || typeof m.sub === 'string' ? (m as RevocationRecord) : null
+}
+
+/** A record written by hand with `wrangler kv key put` may be malformed: read it strictly. */
+function parseLookup(kind: RevocationKind, text: string): Lookup {
+  if (kind === 'jti') return { revoked: true, kind }
+  let before: unknown
+  try {
+    before = (JSON.parse(text) as { before?: unknown }).before
+  } catch {
+    before = undefined
+  }
+  if (typeof before !== 'number') throw new Error(`revocation record ${kind} has no numeric before`)
+  return { revoked: true, kind, before }
+}

@@ -78,9 +78,10 @@ export async function handleAdmin(request: Request, deps: AdminDeps): Promise<Re
 
   if (path === '/revocations' && request.method === 'POST') {
     const record = await parseRevocation(request, config, deps.nowMs)
-    // A cut-off only ever moves later here; an earlier one would silently un-revoke tokens.
-    const existing = record.kind === 'jti' ? null : await revocations.get(record.id)
-    if (existing && (existing.before ?? 0) >= (record.before ?? 0)) return json(existing, 201)
+    // A cut-off only ever moves later here; an earlier one would silently un-revoke tokens. An
+    // admin may rewrite a jti record's expiry: it names one token the admin has in hand.
+    if (record.kind !== 'jti')
+      return json(await revocations.putUnlessCovered(record, deps.nowMs), 201)
     await revocations.put(record, deps.nowMs)
     return json(record, 201)
   }
@@ -91,7 +92,7 @@ export async function handleAdmin(request: Request, deps: AdminDeps): Promise<Re
     return json(await revocations.list(limit, cursor))
   }
   const id = decodeURIComponent(path.slice('/revocations/'.length))
-  if (request.method === 'DELETE' && /^(jti|sub|all):[0-9a-f]{64}$/.test(id)) {
+  if (request.method === 'DELETE' && /^(jti|sub|all|sid):[0-9a-f]{64}$/.test(id)) {
     const record = await revocations.get(id)
     if (record === null) throw new GatewayError('not_found')
     await revocations.delete(record, deps.nowMs)
@@ -143,6 +144,7 @@ async function logout(request: Request, revocations: RevocationList, deps: Admin
     jti,
     exp: identity.claims.exp,
     createdAt: Math.floor(deps.nowMs / 1000),
+    source: 'logout',
   }
   await revocations.put(record, deps.nowMs)
   return new Response(null, { status: 204 })
@@ -234,19 +236,20 @@ export async function parseRevocation(
 
   const now = Math.floor(nowMs / 1000)
   const createdAt = now
+  const source = 'admin'
   if (kind === 'jti') {
     if (body.before !== undefined) throw bad('"before" goes with "sub" or "all", not "jti"')
     const jti = shortString(body, 'jti')
     const exp = unixTime(body, 'exp')
-    return { id: await revocationId('jti', iss, jti), kind, iss, jti, exp, createdAt }
+    return { id: await revocationId('jti', iss, jti), kind, iss, jti, exp, createdAt, source }
   }
   if (body.exp !== undefined) throw bad('"exp" goes with "jti" only')
   const before = unixTime(body, 'before') ?? now
   if (before > now + MAX_BEFORE_AHEAD_S) throw bad('"before" is too far in the future')
   if (kind === 'sub') {
     const sub = shortString(body, 'sub')
-    return { id: await revocationId('sub', iss, sub), kind, iss, sub, before, createdAt }
+    return { id: await revocationId('sub', iss, sub), kind, iss, sub, before, createdAt, source }
   }
   if (body.all !== true) throw bad('"all" must be true')
-  return { id: await revocationId('all', iss), kind, iss, before, createdAt }
+  return { id: await revocationId('all', iss), kind, iss, before, createdAt, source }
 }

@@ -9,7 +9,11 @@
  *   jti:<sha256hex(iss + "\n" + jti)>  one token, expires with the token
  *   sub:<sha256hex(iss + "\n" + sub)>  tokens of one subject with iat <= before
  *   all:<sha256hex(iss)>               every token of the issuer with iat <= before
+ *   sid:<sha256hex(iss + "\n" + sid)>  every token carrying that `sid` claim (one IdP session,
+ *                                      ended by back-channel logout), whatever its iat; expires at exp
  * Each value is the JSON record below; the record is also the key's metadata, so listing is one call.
+ * Records name their writer in `source` (absent on records written before it existed, and on those
+ * written by hand). Added kinds and fields are additive: older gateways ignore `sid:` keys.
  *
  * Read path, cheapest first: this isolate's own writes; a snapshot of the whole list (one KV list,
  * refreshed in the background while requests keep flowing); a per-key cache; a KV get per key.
@@ -34,7 +38,14 @@ export const SNAPSHOT_REFRESH_LOST_MS = 30_000
  * for at least that long, so a snapshot or lookup read before KV caught up cannot undo it. */
 export const KV_PROPAGATION_MS = 60_000
 
-export type RevocationKind = 'jti' | 'sub' | 'all'
+export type RevocationKind = 'jti' | 'sub' | 'all' | 'sid'
+export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'all', 'sid']
+
+/**
+ * Who wrote a record: the admin API, a token's own logout, an IdP's back-channel logout, or a
+ * Shared Signals event (`ssf:` + the event's URI).
+ */
+export type RevocationSource = 'admin' | 'logout' | 'backchannel-logout' | `ssf:${string}`
 
 export interface RevocationRecord {
   readonly id: string
@@ -42,11 +53,13 @@ export interface RevocationRecord {
   readonly iss: string
   readonly jti?: string
   readonly sub?: string
-  /** kind jti: when the token expires and the record with it (absent: kept until deleted). */
+  readonly sid?: string
+  /** kinds jti and sid: when the record expires (absent: kept until deleted). */
   readonly exp?: number
   /** kinds sub and all: tokens with iat <= before are revoked. */
   readonly before?: number
   readonly createdAt: number
+  readonly source?: RevocationSource
 }
 
 /** What KV says about one key: a cut-off time, "revoked" (jti) or nothing. */
@@ -113,6 +126,8 @@ export class RevocationList {
       ['all', undefined],
     ]
     if (jti !== undefined) wanted.push(['jti', jti])
+    // A session id that is not a string cannot name a session anyone logged out of.
+    if (typeof claims.sid === 'string') wanted.push(['sid', claims.sid])
     const snapshot = this.snapshotAt(nowMs, background)
     const known = wanted.map(([kind, value]) =>
       this.known(memoKey(kind, issuer, value), snapshot, nowMs),
@@ -245,6 +260,18 @@ export class RevocationList {
     this.pin(memoOf(record), lookupOf(record), nowMs)
   }
 
+  /**
+   * Writes the record unless one already on file revokes at least as much (a later cut-off, or a
+   * longer-lived jti/sid record), so no writer ever un-revokes tokens by accident. Returns the
+   * record in force afterwards.
+   */
+  async putUnlessCovered(record: RevocationRecord, nowMs: number): Promise<RevocationRecord> {
+    const existing = await this.get(record.id)
+    if (existing && covers(existing, record)) return existing
+    await this.put(record, nowMs)
+    return record
+  }
+
   async get(id: string): Promise<RevocationRecord | null> {
     return this.kv.get<RevocationRecord>(id, 'json')
   }
@@ -326,12 +353,21 @@ function judge(found: readonly Lookup[], iatClaim: unknown): void {
   }
 }
 
+/** Does `a` revoke every token `b` revokes? (Same id, so same kind, issuer and value.) */
+function covers(a: RevocationRecord, b: RevocationRecord): boolean {
+  if (b.kind === 'jti' || b.kind === 'sid') {
+    return a.exp === undefined || (b.exp !== undefined && a.exp >= b.exp)
+  }
+  return (a.before ?? 0) >= (b.before ?? 0)
+}
+
 function memoKey(kind: RevocationKind, iss: string, value: string | undefined): string {
   return `${kind}\n${iss}\n${value ?? ''}`
 }
 
 function valueOf(record: RevocationRecord): string | undefined {
-  return record.kind === 'jti' ? record.jti : record.sub
+  if (record.kind === 'jti') return record.jti
+  return record.kind === 'sid' ? record.sid : record.sub
 }
 
 function memoOf(record: RevocationRecord): string {
@@ -344,7 +380,7 @@ function lookupOf(record: RevocationRecord): Lookup {
 
 function kindOf(id: string): RevocationKind | null {
   const kind = id.slice(0, id.indexOf(':'))
-  return kind === 'jti' || kind === 'sub' || kind === 'all' ? kind : null
+  return (REVOCATION_KINDS as readonly string[]).includes(kind) ? (kind as RevocationKind) : null
 }
 
 /**
@@ -356,13 +392,15 @@ function recordOf(kind: RevocationKind, metadata: unknown): RevocationRecord | n
   const m = metadata as Partial<RevocationRecord>
   if (m.kind !== kind || typeof m.iss !== 'string') return null
   if (kind === 'jti') return typeof m.jti === 'string' ? (m as RevocationRecord) : null
+  if (kind === 'sid') return typeof m.sid === 'string' ? (m as RevocationRecord) : null
   if (typeof m.before !== 'number') return null
   return kind === 'all' || typeof m.sub === 'string' ? (m as RevocationRecord) : null
 }
 
 /** A record written by hand with `wrangler kv key put` may be malformed: read it strictly. */
 function parseLookup(kind: RevocationKind, text: string): Lookup {
-  if (kind === 'jti') return { revoked: true, kind }
+  // jti and sid revoke outright: no cut-off to read.
+  if (kind === 'jti' || kind === 'sid') return { revoked: true, kind }
   let before: unknown
   try {
     before = (JSON.parse(text) as { before?: unknown }).before

@@ -8,6 +8,7 @@ import { DEFAULT_ASSERTION_HEADER } from './config/structured'
 import { droppedHeaders } from './proxy/forward'
 import { keyProviderFor } from './auth/keys'
 import { RevocationList } from './revocation/list'
+import { KvStore } from './revocation/store'
 import { RejectedTokenCache, VerifiedTokenCache } from './auth/token-cache'
 import type { Issuer } from './auth/verify'
 
@@ -63,7 +64,10 @@ function build(config: GatewayConfig, env: object): Gateway {
     config,
     issuers,
     revocations: config.revocation
-      ? new RevocationList((env as { REVOCATIONS: KVNamespace }).REVOCATIONS, config.revocation)
+      ? new RevocationList(
+          new KvStore((env as { REVOCATIONS: KVNamespace }).REVOCATIONS),
+          config.revocation,
+        )
       : null,
     verified: new VerifiedTokenCache(skewOf(config.issuers)),
     rejected: new RejectedTokenCache(),

@@ -2,8 +2,8 @@
  * Folder revocation/: the revocation list, its snapshot and its stores. Must not import proxy/,
  * admin/ or gateway.ts; writers (admin API, logout) call it, never the other way round.
  *
- * The revocation list: KV-backed, with a bounded in-isolate cache in front of it.
- * I/O only through the KV namespace it is given; time comes from the caller.
+ * The revocation list: records in a store (store.ts: KV today), a bounded in-isolate cache in
+ * front of it. I/O only through the store it is given; time comes from the caller.
  *
  * KV layout (stable; keys are hashes so no claim bytes become keys and issuers never collide):
  *   jti:<sha256hex(iss + "\n" + jti)>  one token, expires with the token
@@ -22,12 +22,11 @@ import { makeRoom } from '../lib/bounded'
 import type { RevocationConfig } from '../config'
 import { GatewayError, messageOf } from '../errors'
 import { log } from '../observability/log'
+import type { KvStore, RevocationStore } from './store'
 import type { Identity } from '../auth/identity'
 
 /** Most lookups one isolate remembers; the oldest go first. Bounds memory under unique tokens. */
 export const REVOCATION_CACHE_MAX_ENTRIES = 10_000
-/** KV refuses an expirationTtl under 60 s. */
-export const KV_MIN_TTL_S = 60
 /** Most keys a snapshot holds (5 list pages); a longer list falls back to a KV get per new token. */
 export const SNAPSHOT_MAX_KEYS = 5_000
 /** After a list too long for a snapshot, how long before listing again. */
@@ -107,11 +106,17 @@ export class RevocationList {
   private refreshingSinceMs: number | null = null
   private snapshotRetryAtMs = 0
 
+  private readonly kv: KVNamespace
+  private readonly store: RevocationStore<RevocationRecord>
+
   constructor(
-    private readonly kv: KVNamespace,
+    store: KvStore<RevocationRecord>,
     readonly config: RevocationConfig,
     private readonly maxSnapshotKeys = SNAPSHOT_MAX_KEYS,
-  ) {}
+  ) {
+    this.store = store
+    this.kv = store.kv
+  }
 
   /**
    * Throws token_revoked, or revocation_unavailable when KV cannot answer and we fail closed.
@@ -252,11 +257,7 @@ export class RevocationList {
   }
 
   async put(record: RevocationRecord, nowMs: number): Promise<void> {
-    const options: KVNamespacePutOptions = { metadata: record }
-    if (record.exp !== undefined) {
-      options.expirationTtl = Math.max(KV_MIN_TTL_S, record.exp - Math.floor(nowMs / 1000))
-    }
-    await this.kv.put(record.id, JSON.stringify(record), options)
+    await this.store.put(record, nowMs)
     this.pin(memoOf(record), lookupOf(record), nowMs)
   }
 
@@ -273,11 +274,11 @@ export class RevocationList {
   }
 
   async get(id: string): Promise<RevocationRecord | null> {
-    return this.kv.get<RevocationRecord>(id, 'json')
+    return this.store.get(id)
   }
 
   async delete(record: RevocationRecord, nowMs: number): Promise<void> {
-    await this.kv.delete(record.id)
+    await this.store.delete(record, nowMs)
     this.pin(memoOf(record), NOT_REVOKED, nowMs)
   }
 
@@ -291,12 +292,8 @@ export class RevocationList {
     this.local.set(memo, { lookup, untilMs })
   }
 
-  async list(limit: number, cursor?: string) {
-    const page = await this.kv.list<RevocationRecord>({ limit, cursor })
-    return {
-      records: page.keys.flatMap((k) => (k.metadata ? [k.metadata] : [])),
-      cursor: page.list_complete ? null : page.cursor,
-    }
+  list(limit: number, cursor?: string) {
+    return this.store.list(limit, cursor)
   }
 
   private async lookup(

@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest'
 import { GatewayError } from '../../src/errors'
 import { gatewayFor } from '../../src/gateway'
 import { RevocationList, revocationId, type RevocationRecord } from '../../src/revocation/list'
+import { KvStore } from '../../src/revocation/store'
 import {
   AUDIENCE,
   bearer,
@@ -528,7 +529,7 @@ describe('the snapshot of the list', () => {
   it('hashes a record’s metadata once, not on every refresh', async () => {
     const { view, calls } = await counted()
     const config = { cacheTtlS: 10, failOpen: false, timeoutMs: 2000 }
-    const list = new RevocationList(view, config)
+    const list = new RevocationList(new KvStore(view), config)
     const iss = 'https://issuer.test/hashing'
     for (const jti of ['h1', 'h2', 'h3']) {
       const id = await revocationId('jti', iss, jti)
@@ -566,7 +567,7 @@ describe('the snapshot of the list', () => {
   it('with records written by hand listed, checks a repeated token synchronously', async () => {
     const { kv, view } = await counted()
     const config = { cacheTtlS: 10, failOpen: false, timeoutMs: 2000 }
-    const list = new RevocationList(view, config)
+    const list = new RevocationList(new KvStore(view), config)
     const iss = 'https://issuer.test/by-hand-sync'
     await kv.put(await revocationId('jti', iss, 'hand'), '{}')
     const identity = (jti: string) => ({
@@ -596,7 +597,7 @@ describe('the snapshot of the list', () => {
   it('is not built from a list longer than its bound; per-key reads take over', async () => {
     const { view, calls } = await counted()
     const config = { cacheTtlS: 10, failOpen: false, timeoutMs: 2000 }
-    const list = new RevocationList(view, config, 2)
+    const list = new RevocationList(new KvStore(view), config, 2)
     const iss = 'https://issuer.test/bound'
     for (const jti of ['r1', 'r2', 'r3']) {
       const id = await revocationId('jti', iss, jti)

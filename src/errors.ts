@@ -22,6 +22,8 @@ export type ReasonCode =
   | 'token_not_yet_valid'
   | 'bad_issuer'
   | 'bad_audience'
+  /** No `aud` (and no accepted client id in its place); bad_audience is an `aud` that is wrong. */
+  | 'missing_audience'
   | 'bad_typ'
   | 'bad_claims'
   | 'verify_error'
@@ -139,6 +141,7 @@ function answerFor(code: ReasonCode): Answer {
     case 'token_not_yet_valid':
     case 'bad_issuer':
     case 'bad_audience':
+    case 'missing_audience':
     case 'bad_typ':
     case 'bad_claims':
     case 'verify_error':

@@ -81,6 +81,7 @@ const PERMANENT = new Set<ReasonCode>([
   'token_expired',
   'bad_issuer',
   'bad_audience',
+  'missing_audience',
   'bad_typ',
   'bad_claims',
   'verify_error',

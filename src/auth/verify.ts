@@ -8,6 +8,7 @@ import { base64url, errors, jwtVerify, type JWTPayload } from 'jose'
 import type { IssuerConfig, JwsAlgorithm } from '../config'
 import { GatewayError, type ReasonCode } from '../errors'
 import type { KeyDeps, KeyProvider } from './keys'
+import { checkAudience } from './claims'
 
 /** Longest `kid` looked up; longer ones cannot be in any sane JWKS. */
 export const MAX_KID_LENGTH = 256
@@ -167,7 +168,6 @@ export async function verifyToken(
     const result = await jwtVerify(token, key, {
       algorithms: [alg],
       issuer: cfg.issuer,
-      audience: [...cfg.audiences],
       clockTolerance: cfg.clockSkewS,
       currentDate: new Date(deps.now()),
       requiredClaims: cfg.maxTokenAgeS === null ? ['exp', 'sub'] : ['exp', 'sub', 'iat'],
@@ -178,6 +178,8 @@ export async function verifyToken(
   } catch (err) {
     throw new GatewayError(joseReason(err), err instanceof Error ? err.name : 'non-error thrown')
   }
+  // Checked here rather than by jose: a token without `aud` may pass on its client id (claims.ts).
+  checkAudience(claims, cfg)
   // A lone surrogate is not text: it cannot become a header value (encodeURIComponent throws).
   if (typeof claims.sub !== 'string' || claims.sub === '' || !claims.sub.isWellFormed()) {
     throw new GatewayError('bad_claims', 'sub is not a non-empty string')

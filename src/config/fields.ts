@@ -24,6 +24,8 @@ import {
   ConfigError,
   type RawEnv,
   type LogRequests,
+  type AudienceRule,
+  DEFAULT_CLIENT_ID_CLAIM,
 } from './model'
 // Validators read `src[key]` and name `path` in errors: the variable in simple mode,
 // `GATEWAY.routes[2].origin` in structured mode.
@@ -171,6 +173,34 @@ export interface JwksKeys {
   readonly ttl: string
   readonly stale: string
   readonly timeout: string
+}
+
+/**
+ * An issuer's audiences and accepted client ids. At least one must be given: audience checking is
+ * never switched off, only answered by the client-id claim for a token that has no `aud`.
+ * `names` maps each field to its variable (simple) or field path (structured).
+ */
+export function audienceRule(
+  src: RawEnv,
+  keys: { audiences: string; clientIds: string; claim: string },
+  path: (key: string) => string,
+): AudienceRule {
+  const audiences = list(src, keys.audiences, path(keys.audiences)) ?? []
+  const values = list(src, keys.clientIds, path(keys.clientIds))
+  const claim = text(src, keys.claim, path(keys.claim))
+  if (claim !== undefined && values === undefined) {
+    throw new ConfigError(path(keys.claim), `is set but ${path(keys.clientIds)} is not`)
+  }
+  if (audiences.length === 0 && values === undefined) {
+    throw new ConfigError(
+      path(keys.audiences),
+      `must be a non-empty list (or set ${path(keys.clientIds)} for tokens without aud)`,
+    )
+  }
+  return {
+    audiences,
+    clientIds: values === undefined ? null : { claim: claim ?? DEFAULT_CLIENT_ID_CLAIM, values },
+  }
 }
 
 export function realmOf(value: string | undefined, path: string): string {

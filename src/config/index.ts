@@ -21,7 +21,15 @@ function deepFreeze<T>(value: T): T {
 }
 
 /** Simple-mode variables; setting any of them together with GATEWAY is ambiguous. */
-const SIMPLE_ONLY = ['ORIGIN_URL', 'JWT_ISSUER', 'JWT_AUDIENCE', 'JWKS_URL', 'JWT_ALGORITHMS']
+const SIMPLE_ONLY = [
+  'ORIGIN_URL',
+  'JWT_ISSUER',
+  'JWT_AUDIENCE',
+  'JWT_CLIENT_IDS',
+  'JWT_CLIENT_ID_CLAIM',
+  'JWKS_URL',
+  'JWT_ALGORITHMS',
+]
 
 export function parseConfig(env: RawEnv): ConfigResult {
   try {

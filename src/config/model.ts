@@ -62,11 +62,26 @@ export interface JwksPolicy {
   readonly fetchTimeoutMs: number
 }
 
-export interface IssuerConfig {
+/** The claim Cognito (and RFC 9068 §2.2) names the OAuth client in. */
+export const DEFAULT_CLIENT_ID_CLAIM = 'client_id'
+
+/** Tokens without `aud` are accepted only when `claim` holds one of `values` (never otherwise). */
+export interface ClientIds {
+  readonly claim: string
+  readonly values: readonly string[]
+}
+
+/** What a token's `aud` (or, when it has none, its client id) must match. */
+export interface AudienceRule {
+  /** Accepted `aud` values; may be empty only when `clientIds` is set. */
+  readonly audiences: readonly string[]
+  readonly clientIds: ClientIds | null
+}
+
+export interface IssuerConfig extends AudienceRule {
   /** The exact `iss` value. */
   readonly issuer: string
   readonly keySource: KeySource
-  readonly audiences: readonly string[]
   readonly algorithms: readonly JwsAlgorithm[]
   readonly clockSkewS: number
   /** Oldest `iat` accepted, in seconds before now; null: no limit (then `iat` is not required). */

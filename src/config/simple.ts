@@ -27,14 +27,16 @@ import {
   revocation,
   logRequests,
   admin,
+  audienceRule,
 } from './fields'
 /** Simple mode: one issuer and one catch-all route, built from flat variables. */
 export function simpleMode(env: RawEnv): GatewayConfig {
   const issuer = required(env, 'JWT_ISSUER')
-  const audiences = list(env, 'JWT_AUDIENCE')
-  if (!audiences) {
-    throw new ConfigError('JWT_AUDIENCE', 'must be a non-empty comma-separated list (got "")')
-  }
+  const audience = audienceRule(
+    env,
+    { audiences: 'JWT_AUDIENCE', clientIds: 'JWT_CLIENT_IDS', claim: 'JWT_CLIENT_ID_CLAIM' },
+    (k) => k,
+  )
   const jwksUrl = text(env, 'JWKS_URL')
   const keySource: KeySource = jwksUrl
     ? { kind: 'jwks', url: keyUrl('JWKS_URL', jwksUrl) }
@@ -43,7 +45,7 @@ export function simpleMode(env: RawEnv): GatewayConfig {
   const iss: IssuerConfig = {
     issuer,
     keySource,
-    audiences,
+    ...audience,
     algorithms: algorithms(env, 'JWT_ALGORITHMS'),
     clockSkewS: integer(env, 'CLOCK_SKEW_SECONDS', DEFAULT_CLOCK_SKEW_S, 0, MAX_CLOCK_SKEW_S),
     maxTokenAgeS: null,

@@ -43,6 +43,7 @@ import {
   revocation,
   logRequests,
   admin,
+  audienceRule,
 } from './fields'
 import type { JWK } from 'jose'
 
@@ -88,6 +89,8 @@ const ISSUER_FIELDS = [
   'keys',
   'hmacSecret',
   'audiences',
+  'clientIds',
+  'clientIdClaim',
   'algorithms',
   'clockSkewSeconds',
   'types',
@@ -103,8 +106,11 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
   only(o, path, ISSUER_FIELDS)
   const at = (k: string) => `${path}.${k}`
   const issuer = required(o, 'issuer', at('issuer'))
-  const audiences = list(o, 'audiences', at('audiences'))
-  if (!audiences) throw new ConfigError(at('audiences'), 'is required (a non-empty list)')
+  const audience = audienceRule(
+    o,
+    { audiences: 'audiences', clientIds: 'clientIds', claim: 'clientIdClaim' },
+    at,
+  )
 
   const given = ['jwksUrl', 'discovery', 'keys', 'hmacSecret'].filter((k) => o[k] !== undefined)
   if (given.length > 1) {
@@ -177,7 +183,7 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
   return {
     issuer,
     keySource,
-    audiences,
+    ...audience,
     algorithms: algs,
     clockSkewS: integer(
       o,

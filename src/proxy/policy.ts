@@ -5,6 +5,9 @@
 import type { ClaimRule, RouteConfig } from '../config'
 import { GatewayError } from '../errors'
 import type { Identity } from '../auth/identity'
+import { grantedScopes } from '../auth/claims'
+
+export { grantedScopes }
 
 /** A claim by dotted path (`org.id`); undefined when any step is missing. Own properties only. */
 export function claimAt(claims: Record<string, unknown>, path: string): unknown {
@@ -14,16 +17,6 @@ export function claimAt(claims: Record<string, unknown>, path: string): unknown 
     value = (value as Record<string, unknown>)[step]
   }
   return value
-}
-
-/** Granted scopes: `scope` as a space-delimited string (RFC 8693 / 9068) or `scp` as an array. */
-export function grantedScopes(claims: Record<string, unknown>): Set<string> {
-  const granted = new Set<string>()
-  if (typeof claims.scope === 'string')
-    for (const s of claims.scope.split(' ')) if (s) granted.add(s)
-  if (Array.isArray(claims.scp))
-    for (const s of claims.scp) if (typeof s === 'string') granted.add(s)
-  return granted
 }
 
 function same(a: unknown, b: unknown): boolean {

@@ -526,7 +526,7 @@ describe('auth modes', () => {
 })
 
 describe('policy', () => {
-  it('scopes from a `scope` string or an `scp` array; a missing one is 403 naming the scopes', async () => {
+  it('scopes from `scope` and `scp`, each a space-delimited string or an array; a missing one is 403 naming the scopes', async () => {
     const a = await party()
     const gw = structuredEnv(a.stub, {
       issuers: [a.issuer],
@@ -537,6 +537,10 @@ describe('policy', () => {
       { scope: 'x b a' },
       { scp: ['b', 'a'] },
       { scope: 'a', scp: ['b'] },
+      // Entra's delegated scopes: `scp` as a string; some issuers write `scope` as an array.
+      { scp: 'a b' },
+      { scope: ['a', 'b'] },
+      { scope: ['a'], scp: 'b' },
     ]) {
       expect(
         (await send(gw, '/x', bearer(await a.token(claims)))).status,
@@ -549,14 +553,15 @@ describe('policy', () => {
       { scope: 'a' },
       { scope: 'ab' },
       { scope: 'a,b' },
-      { scope: ['a', 'b'] },
-      { scp: 'a b' },
+      { scp: 'a,b' },
+      { scope: ['a b'] },
       { scp: ['a'] },
+      { scp: { a: true, b: true } },
     ]) {
       const res = await send(gw, '/x', bearer(await a.token(claims)))
       await expectRefusal(res, 403, challenge, FORBIDDEN_BODY)
     }
-    expect(await originCalls(a.stub)).toBe(4)
+    expect(await originCalls(a.stub)).toBe(7)
   })
 
   it('claim rules: equals, oneOf and contains, with nested paths', async () => {

@@ -28,11 +28,17 @@ export type ReasonCode =
   | 'bad_claims'
   | 'verify_error'
   | 'token_revoked'
+  /** An opaque token the issuer's introspection endpoint calls not active (RFC 7662 §2.2). */
+  | 'token_inactive'
+  /** An opaque token not in the cache while this isolate's introspection call budget is spent. */
+  | 'introspection_throttled'
   // policy
   | 'insufficient_scope'
   | 'claim_mismatch'
   // the revocation list and the admin API
   | 'revocation_unavailable'
+  // the introspection endpoint
+  | 'introspection_unavailable'
   | 'admin_unauthorized'
   | 'admin_bad_request'
   | 'not_found'
@@ -146,6 +152,9 @@ function answerFor(code: ReasonCode): Answer {
     case 'bad_claims':
     case 'verify_error':
     case 'token_revoked':
+    case 'token_inactive':
+    // A flood of unknown opaque tokens is refused without asking the issuer (the log says why).
+    case 'introspection_throttled':
       return INVALID_TOKEN
     case 'revocation_unavailable':
       // 503, not 401: the token may well be valid, and a 401 would make clients drop it.
@@ -153,6 +162,15 @@ function answerFor(code: ReasonCode): Answer {
         status: 503,
         bodyError: 'temporarily_unavailable',
         description: 'The revocation list could not be checked; retry shortly',
+        challenge: false,
+        retryAfterS: 5,
+      }
+    case 'introspection_unavailable':
+      // Fail closed, but as 503: the token may well be active, and a 401 would make clients drop it.
+      return {
+        status: 503,
+        bodyError: 'temporarily_unavailable',
+        description: 'The access token could not be checked; retry shortly',
         challenge: false,
         retryAfterS: 5,
       }

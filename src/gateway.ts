@@ -11,6 +11,7 @@ import { RevocationList } from './revocation/list'
 import { KvStore } from './revocation/store'
 import { RejectedTokenCache, VerifiedTokenCache } from './auth/token-cache'
 import type { Issuer } from './auth/verify'
+import { Introspector } from './auth/introspection'
 
 export interface Gateway {
   readonly config: GatewayConfig
@@ -21,6 +22,10 @@ export interface Gateway {
   readonly rejected: RejectedTokenCache
   /** Each route's trusted issuers, so verification never even looks at another issuer's keys. */
   readonly routeIssuers: ReadonlyMap<RouteConfig, readonly Issuer[]>
+  /** Per issuer with introspection, its endpoint client and cache. */
+  readonly introspectors: ReadonlyMap<string, Introspector>
+  /** Each route's introspector for opaque tokens; absent when the route refuses them. */
+  readonly routeIntrospector: ReadonlyMap<RouteConfig, Introspector>
   readonly assertion: AssertionSigner | null
   /** Per route, the header names never forwarded to its origin (see forward.ts). */
   readonly droppedHeaders: ReadonlyMap<RouteConfig, ReadonlySet<string>>
@@ -60,9 +65,19 @@ function build(config: GatewayConfig, env: object): Gateway {
       ...(r.assertion ? [r.assertion.header] : []),
     ]),
   ])
+  const introspectors = new Map(
+    config.issuers.filter((c) => c.introspection).map((c) => [c.issuer, new Introspector(c)]),
+  )
+  const routeIntrospector = new Map<RouteConfig, Introspector>()
+  for (const r of config.routes) {
+    const i = r.opaqueIssuer === null ? undefined : introspectors.get(r.opaqueIssuer)
+    if (i) routeIntrospector.set(r, i)
+  }
   return {
     config,
     issuers,
+    introspectors,
+    routeIntrospector,
     revocations: config.revocation
       ? new RevocationList(
           new KvStore((env as { REVOCATIONS: KVNamespace }).REVOCATIONS),

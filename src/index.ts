@@ -74,7 +74,8 @@ async function pipeline(
   log.route(route.name)
 
   const verify = needsAuth(route, request)
-  const found = verify ? findToken(request, url, route.sources) : null
+  const opaque = gateway.routeIntrospector.has(route)
+  const found = verify ? findToken(request, url, route.sources, opaque) : null
   const identity = verify ? await authenticate(found, route, gateway, log, io, background) : null
   if (identity) checkPolicy(identity, route)
 

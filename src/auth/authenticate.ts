@@ -1,10 +1,12 @@
 /**
  * Folder auth/: who is calling. Owns finding the credential (credentials.ts), verifying a JWT
- * (verify.ts) against the issuer's keys (keys.ts, the JWKS store), the per-isolate token caches
- * (token-cache.ts) and this orchestration. Must not import proxy/ or admin/.
+ * (verify.ts) against the issuer's keys (keys.ts, the JWKS store), introspecting an opaque token
+ * (introspection.ts, its cache beside it), the per-isolate token caches (token-cache.ts) and this
+ * orchestration. Must not import proxy/ or admin/.
  *
- * Who is calling: a found token -> verified identity (through the per-isolate cache) -> not revoked.
- * I/O only through the key stores and the revocation list. Route policy is policy.ts's job.
+ * Who is calling: a found token -> verified or introspected identity (through the per-isolate
+ * caches) -> not revoked. I/O only through the key stores, the introspection endpoints and the
+ * revocation list. Route policy is policy.ts's job.
  */
 import type { RouteConfig } from '../config'
 import type { FoundToken } from './credentials'
@@ -44,8 +46,26 @@ export async function authenticate(
   }
   // Optional routes verify a token that is present, and refuse it if it fails: a failed token is
   // never forwarded as if anonymous.
+  if (found.opaque) return introspected(found.token, route, gateway, log, deps, background)
   const issuers = gateway.routeIssuers.get(route) ?? []
   return verified(found.token, issuers, gateway, log, deps, background)
+}
+
+/** An opaque token, judged by the introspection endpoint of the route's opaque issuer. */
+async function introspected(
+  token: string,
+  route: RouteConfig,
+  gateway: Gateway,
+  log: RequestLog,
+  deps: KeyDeps,
+  background?: Background,
+): Promise<Identity> {
+  const started = performance.now()
+  // credentials.ts lets opaque tokens through only on routes that have an introspector.
+  const introspector = gateway.routeIntrospector.get(route)
+  if (!introspector) throw new GatewayError('malformed_token', 'opaque token on this route')
+  const { identity, cached } = await introspector.identity(token, deps)
+  return accepted(identity, cached, started, gateway, log, deps.now(), background)
 }
 
 export async function verified(
@@ -72,6 +92,19 @@ export async function verified(
     }
     gateway.verified.set(token, identity, now)
   }
+  return accepted(identity, cached, started, gateway, log, now, background)
+}
+
+/** What every identity goes through after its token checked out, JWT or opaque, cached or not. */
+async function accepted(
+  identity: Identity,
+  cached: boolean,
+  started: number,
+  gateway: Gateway,
+  log: RequestLog,
+  now: number,
+  background?: Background,
+): Promise<Identity> {
   // Checked on cache hits too: a revocation applies to tokens already verified.
   const pending = gateway.revocations?.check(identity, now, background)
   if (pending) await pending

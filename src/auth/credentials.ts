@@ -14,6 +14,8 @@ export const MAX_AUTHORIZATION_BYTES = 2 * MAX_TOKEN_BYTES
 const SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?: +(.*))?$/s
 /** JWS compact serialization: three unpadded base64url segments, nothing else. */
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
+/** RFC 6750 §2.1 b64token: the syntax of any bearer token, opaque ones included. */
+const B64TOKEN = /^[A-Za-z0-9._~+/-]+=*$/
 
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
@@ -36,8 +38,13 @@ function canonicalSegments(token: string): boolean {
 /**
  * Returns the token, or null when the request carries no bearer credentials at all.
  * @param authorization the Authorization header as the runtime gives it (repeats joined by ", ")
+ * @param opaque whether a token that is not JWS-shaped may pass (to be introspected)
  */
-export function bearerToken(authorization: string | null): string | null {
+export function bearerToken(authorization: string | null, opaque = false): string | null {
+  return bearer(authorization, opaque)?.token ?? null
+}
+
+function bearer(authorization: string | null, opaque: boolean): Checked | null {
   if (authorization === null) return null
   // Before any scanning, so a megabyte of header costs one length check, whatever its scheme.
   if (authorization.length > MAX_AUTHORIZATION_BYTES) {
@@ -59,19 +66,36 @@ export function bearerToken(authorization: string | null): string | null {
   if (/\s/.test(token)) {
     throw new GatewayError('malformed_request', 'text after the bearer token')
   }
-  return checkedToken(token)
+  return checkedToken(token, opaque)
 }
 
-/** The size cap and strict JWS compact syntax, whatever the token came in. */
-function checkedToken(token: string): string {
+interface Checked {
+  readonly token: string
+  /** Not JWS-shaped: a reference to be introspected, not a JWT to verify. */
+  readonly opaque: boolean
+}
+
+/**
+ * The size cap and strict JWS compact syntax, whatever the token came in. With `opaque`, a token
+ * that is not JWS-shaped at all passes as opaque if it is a b64token; one that looks like a JWS
+ * but is not canonical stays malformed, so no JWT is ever sent to an introspection endpoint.
+ */
+function checkedToken(token: string, opaque: boolean): Checked {
   // Size first, so a huge header costs no more than a length check.
   if (token.length > MAX_TOKEN_BYTES) {
     throw new GatewayError('token_too_large', `token over ${MAX_TOKEN_BYTES} bytes`)
   }
-  if (!JWS_COMPACT.test(token) || !canonicalSegments(token)) {
-    throw new GatewayError('malformed_token', 'not JWS compact serialization')
+  if (JWS_COMPACT.test(token)) {
+    if (!canonicalSegments(token)) {
+      throw new GatewayError('malformed_token', 'not JWS compact serialization')
+    }
+    return { token, opaque: false }
   }
-  return token
+  if (opaque && B64TOKEN.test(token)) return { token, opaque: true }
+  throw new GatewayError(
+    'malformed_token',
+    opaque ? 'not a b64token' : 'not JWS compact serialization',
+  )
 }
 
 /** The values of cookie `name` in a Cookie header (RFC 6265 §5.4 syntax, no decoding). */
@@ -85,8 +109,7 @@ function cookieValues(header: string | null, name: string): string[] {
   return values
 }
 
-export interface FoundToken {
-  readonly token: string
+export interface FoundToken extends Checked {
   readonly source: TokenSource
 }
 
@@ -94,27 +117,29 @@ export interface FoundToken {
  * The one token this request carries in the route's sources, or null when it carries none.
  * A token in two places (or twice in one) is refused: which one is meant would be a guess, and
  * a gateway and an origin that guess differently disagree about who is calling.
+ * @param opaque whether the route introspects tokens that are not JWS-shaped
  */
 export function findToken(
   request: Request,
   url: URL,
   sources: readonly TokenSource[],
+  opaque = false,
 ): FoundToken | null {
   let found: FoundToken | null = null
-  const take = (token: string, source: TokenSource) => {
+  const take = (checked: Checked, source: TokenSource) => {
     if (found !== null) throw new GatewayError('malformed_request', 'token in more than one place')
-    found = { token, source }
+    found = { ...checked, source }
   }
   for (const source of sources) {
     if (source.kind === 'header') {
-      const token = bearerToken(request.headers.get('authorization'))
-      if (token !== null) take(token, source)
+      const checked = bearer(request.headers.get('authorization'), opaque)
+      if (checked !== null) take(checked, source)
     } else {
       const values =
         source.kind === 'cookie'
           ? cookieValues(request.headers.get('cookie'), source.name)
           : url.searchParams.getAll(source.name)
-      for (const v of values) take(checkedToken(v), source)
+      for (const v of values) take(checkedToken(v, opaque), source)
     }
   }
   return found

@@ -6,7 +6,8 @@ export interface Identity {
   readonly issuer: string
   readonly sub: string
   readonly kid: string | undefined
-  readonly alg: JwsAlgorithm
+  /** The JWS algorithm verified, or null for an opaque token judged by introspection. */
+  readonly alg: JwsAlgorithm | null
   /** The verified payload, as jose parsed it. */
   readonly claims: JWTPayload
   /**

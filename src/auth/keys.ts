@@ -13,6 +13,7 @@ import {
   type KeySource,
 } from '../config'
 import { GatewayError, messageOf } from '../errors'
+import { fetchJson, type FetchedJson } from './fetch-json'
 import { log } from '../observability/log'
 
 /** Largest JWKS (or discovery document) read, in bytes. Real ones are a few KiB. */
@@ -128,68 +129,9 @@ export function freshnessSeconds(cacheControl: string | null, dflt: number): num
   return Math.min(JWKS_MAX_MAX_AGE_S, Math.max(JWKS_MIN_MAX_AGE_S, Number(m[1])))
 }
 
-/** GET a small JSON document with a timeout, no redirects and a size cap. */
-async function fetchJson(
-  url: string,
-  timeoutMs: number,
-  deps: KeyDeps,
-): Promise<{ body: unknown; cacheControl: string | null }> {
-  const ac = new AbortController()
-  const timer = setTimeout(() => ac.abort(), timeoutMs)
-  try {
-    // A redirect could move key fetching to a host nobody configured: refuse them all.
-    const res = await deps.fetch(url, {
-      redirect: 'manual',
-      signal: ac.signal,
-      headers: { accept: 'application/json' },
-    })
-    if (res.status !== 200) {
-      await res.body?.cancel()
-      throw new Error(`HTTP ${res.status}`)
-    }
-    const declared = Number(res.headers.get('content-length') ?? '0')
-    if (declared > MAX_JWKS_BYTES) {
-      await res.body?.cancel()
-      throw new Error(`body over ${MAX_JWKS_BYTES} bytes`)
-    }
-    const text = await readCapped(res, MAX_JWKS_BYTES)
-    let body: unknown
-    try {
-      body = JSON.parse(text)
-    } catch {
-      throw new Error('body is not JSON')
-    }
-    return { body, cacheControl: res.headers.get('cache-control') }
-  } catch (err) {
-    if (ac.signal.aborted) throw new Error(`timed out after ${timeoutMs} ms`)
-    throw err
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-async function readCapped(res: Response, cap: number): Promise<string> {
-  if (!res.body) return ''
-  const reader = res.body.getReader()
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > cap) {
-      await reader.cancel()
-      throw new Error(`body over ${cap} bytes`)
-    }
-    chunks.push(value)
-  }
-  const all = new Uint8Array(size)
-  let at = 0
-  for (const c of chunks) {
-    all.set(c, at)
-    at += c.byteLength
-  }
-  return new TextDecoder().decode(all)
+/** GET a small JSON document (a JWKS or a discovery document). */
+function getJson(url: string, timeoutMs: number, deps: KeyDeps): Promise<FetchedJson> {
+  return fetchJson(url, {}, { timeoutMs, maxBytes: MAX_JWKS_BYTES }, deps.fetch)
 }
 
 function sleep(ms: number): Promise<void> {
@@ -358,7 +300,7 @@ export class KeyStore {
   ): Promise<{ keys: Map<string, KeyEntry[]>; maxAgeS: number }> {
     const timeout = this.policy.fetchTimeoutMs
     if (this.jwksUrl === null) {
-      const { body } = await fetchJson(this.sourceUrl, timeout, deps)
+      const { body } = await getJson(this.sourceUrl, timeout, deps)
       const doc = body as { jwks_uri?: unknown; issuer?: unknown } | null
       // A document for another issuer would hand us that issuer's keys (OIDC Discovery §4.3).
       if (this.source.kind === 'discovery' && doc?.issuer !== this.source.issuer) {
@@ -368,7 +310,7 @@ export class KeyStore {
       if (typeof uri !== 'string') throw new Error('discovery document has no jwks_uri')
       this.jwksUrl = keyUrl('jwks_uri', uri)
     }
-    const { body, cacheControl } = await fetchJson(this.jwksUrl, timeout, deps)
+    const { body, cacheControl } = await getJson(this.jwksUrl, timeout, deps)
     const keys = parseJwks(body, this.algorithms)
     return { keys, maxAgeS: freshnessSeconds(cacheControl, this.policy.cacheTtlS) }
   }

@@ -27,7 +27,10 @@ interface Entry {
 export class VerifiedTokenCache {
   private readonly entries = new Map<string, Entry>()
 
-  constructor(private readonly clockSkewS: (issuer: string) => number) {}
+  constructor(
+    private readonly clockSkewS: (issuer: string) => number,
+    private readonly maxEntries = VERIFIED_CACHE_MAX_ENTRIES,
+  ) {}
 
   /** The cached identity, or undefined; time claims are checked again on every hit. */
   get(token: string, nowMs: number): Identity | undefined {
@@ -50,12 +53,13 @@ export class VerifiedTokenCache {
     return entry.identity
   }
 
-  set(token: string, identity: Identity, nowMs: number): void {
-    makeRoom(this.entries, VERIFIED_CACHE_MAX_ENTRIES)
+  /** Trusted until `exp` or `ttlS` from now, whichever comes first. */
+  set(token: string, identity: Identity, nowMs: number, ttlS = VERIFIED_CACHE_TTL_S): void {
+    makeRoom(this.entries, this.maxEntries)
     const exp = typeof identity.claims.exp === 'number' ? identity.claims.exp * 1000 : Infinity
     this.entries.set(token, {
       identity,
-      untilMs: Math.min(exp, nowMs + VERIFIED_CACHE_TTL_S * 1000),
+      untilMs: Math.min(exp, nowMs + ttlS * 1000),
       usedMs: nowMs,
     })
   }
@@ -85,6 +89,7 @@ const PERMANENT = new Set<ReasonCode>([
   'bad_typ',
   'bad_claims',
   'verify_error',
+  'token_inactive',
 ])
 
 interface Rejection {
@@ -99,6 +104,8 @@ interface Rejection {
 export class RejectedTokenCache {
   private readonly entries = new Map<string, Rejection>()
 
+  constructor(private readonly maxEntries = REJECTED_CACHE_MAX_ENTRIES) {}
+
   /** The earlier refusal of this token against these issuers, if it still stands, to rethrow. */
   get(token: string, issuers: object, nowMs: number): GatewayError | undefined {
     const entry = this.entries.get(token)
@@ -106,14 +113,24 @@ export class RejectedTokenCache {
     return entry.error
   }
 
-  set(token: string, issuers: object, error: GatewayError, nowMs: number): void {
-    if (!PERMANENT.has(error.code)) return
-    makeRoom(this.entries, REJECTED_CACHE_MAX_ENTRIES)
+  set(
+    token: string,
+    issuers: object,
+    error: GatewayError,
+    nowMs: number,
+    ttlS = REJECTED_CACHE_TTL_S,
+  ): void {
+    if (!PERMANENT.has(error.code) || ttlS === 0) return
+    makeRoom(this.entries, this.maxEntries)
     const remembered = new GatewayError(error.code, `${error.detail ?? error.code} (remembered)`)
     this.entries.set(token, {
       error: remembered,
       issuers,
-      untilMs: nowMs + REJECTED_CACHE_TTL_S * 1000,
+      untilMs: nowMs + ttlS * 1000,
     })
+  }
+
+  get size(): number {
+    return this.entries.size
   }
 }

@@ -4,7 +4,14 @@
  * and the key's, `kid` is a lookup key, and `jku`, `x5u`, `x5c`, `jwk` are never read (RFC 8725 §3.1).
  * I/O only through the KeyStore; time comes from the caller.
  */
-import { base64url, errors, jwtVerify, type JWTPayload } from 'jose'
+import {
+  base64url,
+  errors,
+  jwtVerify,
+  UnsecuredJWT,
+  type JWTClaimVerificationOptions,
+  type JWTPayload,
+} from 'jose'
 import type { IssuerConfig, JwsAlgorithm } from '../config'
 import { GatewayError, type ReasonCode } from '../errors'
 import type { KeyDeps, KeyProvider } from './keys'
@@ -165,19 +172,44 @@ export async function verifyToken(
   const key = await issuer.keys.keyFor(kid, alg as JwsAlgorithm, deps)
   let claims: JWTPayload
   try {
-    const result = await jwtVerify(token, key, {
-      algorithms: [alg],
-      issuer: cfg.issuer,
-      clockTolerance: cfg.clockSkewS,
-      currentDate: new Date(deps.now()),
-      requiredClaims: cfg.maxTokenAgeS === null ? ['exp', 'sub'] : ['exp', 'sub', 'iat'],
-      // jose checks iat against it (with the same leeway); a token older than this is refused.
-      ...(cfg.maxTokenAgeS === null ? {} : { maxTokenAge: cfg.maxTokenAgeS }),
-    })
+    const options = claimOptions(cfg, deps.now(), ['exp', 'sub'])
+    const result = await jwtVerify(token, key, { algorithms: [alg], ...options })
     claims = result.payload
   } catch (err) {
     throw new GatewayError(joseReason(err), err instanceof Error ? err.name : 'non-error thrown')
   }
+  const encodedClaims = token.slice(token.indexOf('.') + 1, token.lastIndexOf('.'))
+  return identityOf(claims, cfg, kid, alg as JwsAlgorithm, encodedClaims)
+}
+
+/**
+ * The claim checks jose runs for every token, JWT or introspected: exact issuer, time claims with
+ * the issuer's leeway, the required claims, the oldest `iat` accepted. One definition, run by jose's
+ * own claim-set validation on both paths; the audience rule follows in identityOf.
+ */
+function claimOptions(
+  cfg: IssuerConfig,
+  nowMs: number,
+  required: readonly string[],
+): JWTClaimVerificationOptions {
+  return {
+    issuer: cfg.issuer,
+    clockTolerance: cfg.clockSkewS,
+    currentDate: new Date(nowMs),
+    requiredClaims: cfg.maxTokenAgeS === null ? [...required] : [...required, 'iat'],
+    // jose checks iat against it (with the same leeway); a token older than this is refused.
+    ...(cfg.maxTokenAgeS === null ? {} : { maxTokenAge: cfg.maxTokenAgeS }),
+  }
+}
+
+/** The identity from checked claims: the audience rule, and what jose does not check of `sub`, `iat`. */
+function identityOf(
+  claims: JWTPayload,
+  cfg: IssuerConfig,
+  kid: string | undefined,
+  alg: JwsAlgorithm | null,
+  encodedClaims: string,
+): Identity {
   // Checked here rather than by jose: a token without `aud` may pass on its client id (claims.ts).
   checkAudience(claims, cfg)
   // A lone surrogate is not text: it cannot become a header value (encodeURIComponent throws).
@@ -187,15 +219,35 @@ export async function verifyToken(
   if (claims.iat !== undefined && typeof claims.iat !== 'number') {
     throw new GatewayError('bad_claims', 'iat is not a number')
   }
-  const encodedClaims = token.slice(token.indexOf('.') + 1, token.lastIndexOf('.'))
-  return {
-    issuer: cfg.issuer,
-    sub: claims.sub,
-    kid,
-    alg: alg as JwsAlgorithm,
-    claims,
-    encodedClaims,
+  return { issuer: cfg.issuer, sub: claims.sub, kid, alg, claims, encodedClaims }
+}
+
+/** The protected header of the unsecured JWT that carries introspected claims through jose. */
+const UNSECURED_HEADER = base64url.encode('{"alg":"none"}')
+
+/**
+ * An active RFC 7662 introspection response (its exact JSON text) as an identity, through the
+ * same claim checks as a JWT. RFC 7662 §2.2 makes every member but `active` optional, so `exp`
+ * is not required here, and `iss`, when absent, is the issuer whose endpoint answered.
+ * `sub` stays required, as for JWTs. The caller has checked `active` and the JSON's shape.
+ */
+export function introspectedIdentity(
+  response: string,
+  claims: Record<string, unknown>,
+  cfg: IssuerConfig,
+  nowMs: number,
+): Identity {
+  const options = claimOptions(cfg, nowMs, ['sub'])
+  if (claims.iss === undefined) delete options.issuer
+  // The origin's X-Auth-Claims is the exact JSON the endpoint sent, as for a JWT its payload.
+  const encodedClaims = base64url.encode(response)
+  let checked: JWTPayload
+  try {
+    checked = UnsecuredJWT.decode(`${UNSECURED_HEADER}.${encodedClaims}.`, options).payload
+  } catch (err) {
+    throw new GatewayError(joseReason(err), err instanceof Error ? err.name : 'non-error thrown')
   }
+  return identityOf(checked, cfg, undefined, null, encodedClaims)
 }
 
 /** Media types compare case-insensitively, and `application/` may be omitted (RFC 7515 §4.1.9). */

@@ -36,6 +36,16 @@ export const DEFAULT_REVOCATION_CACHE_S = 10
 export const MAX_REVOCATION_CACHE_S = 300
 export const DEFAULT_REVOCATION_TIMEOUT_MS = 2_000
 export const DEFAULT_ADMIN_PREFIX = '/_gateway'
+/** Longest an active introspection result is reused (never past the token's `exp`). */
+export const DEFAULT_INTROSPECTION_CACHE_TTL_S = 60
+export const MAX_INTROSPECTION_CACHE_TTL_S = 3_600
+/** How long an `active: false` answer is reused: short, so a token activated late works soon. */
+export const DEFAULT_INTROSPECTION_NEGATIVE_TTL_S = 10
+export const MAX_INTROSPECTION_NEGATIVE_TTL_S = 300
+export const DEFAULT_INTROSPECTION_TIMEOUT_MS = 3_000
+/** Introspection calls one isolate makes per second for tokens not in its cache: the flood bound. */
+export const DEFAULT_INTROSPECTION_CALLS_PER_SECOND = 20
+export const MAX_INTROSPECTION_CALLS_PER_SECOND = 1_000
 /** A shorter admin token could be guessed; 32 characters of a random secret is the floor. */
 export const MIN_ADMIN_TOKEN_LENGTH = 32
 export const IDENTITY_HEADER_PREFIX = 'x-auth-'
@@ -78,6 +88,37 @@ export interface AudienceRule {
   readonly clientIds: ClientIds | null
 }
 
+/** RFC 7662 §2.1 client authentication methods (RFC 6749 §2.3.1, RFC 7523 §2.2). */
+export const INTROSPECTION_AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+] as const
+export type IntrospectionAuth = (typeof INTROSPECTION_AUTH_METHODS)[number]
+
+/** Signing algorithms for a private_key_jwt client assertion, by the key's type. */
+export type ClientAssertionAlgorithm = 'RS256' | 'ES256' | 'EdDSA'
+
+export type IntrospectionCredential =
+  | { readonly kind: 'secret'; readonly secret: string }
+  /** A private JWK (from a secret) that signs client assertions. */
+  | { readonly kind: 'key'; readonly jwk: JWK; readonly alg: ClientAssertionAlgorithm }
+
+/** RFC 7662 token introspection for an issuer's opaque tokens. */
+export interface IntrospectionConfig {
+  /** The introspection endpoint, or null: read `introspection_endpoint` from discovery. */
+  readonly endpoint: string | null
+  /** Where discovery is read when `endpoint` is null. */
+  readonly discoveryUrl: string
+  readonly clientId: string
+  readonly auth: IntrospectionAuth
+  readonly credential: IntrospectionCredential
+  readonly cacheTtlS: number
+  readonly negativeCacheTtlS: number
+  readonly timeoutMs: number
+  readonly callsPerSecond: number
+}
+
 export interface IssuerConfig extends AudienceRule {
   /** The exact `iss` value. */
   readonly issuer: string
@@ -91,6 +132,8 @@ export interface IssuerConfig extends AudienceRule {
   /** Whether a token without `typ` passes. */
   readonly typeOptional: boolean
   readonly jwks: JwksPolicy
+  /** Opaque (non-JWS) tokens of this issuer are introspected; null: they are refused. */
+  readonly introspection: IntrospectionConfig | null
 }
 
 export type AuthMode = 'required' | 'optional' | 'public'
@@ -142,6 +185,11 @@ export interface RouteConfig {
   readonly auth: AuthMode
   /** `iss` values this route accepts. */
   readonly issuers: readonly string[]
+  /**
+   * The issuer whose introspection endpoint judges opaque tokens on this route, or null when none
+   * of the route's issuers introspects (opaque tokens are then refused as malformed).
+   */
+  readonly opaqueIssuer: string | null
   /** When set, the token's `aud` must also contain one of these. */
   readonly audiences: readonly string[] | null
   readonly scopes: readonly string[]

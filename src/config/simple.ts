@@ -57,6 +57,8 @@ export function simpleMode(env: RawEnv): GatewayConfig {
       stale: 'JWKS_STALE_IF_ERROR_SECONDS',
       timeout: 'JWKS_FETCH_TIMEOUT_MS',
     }),
+    // Introspection is configured per issuer in structured mode only.
+    introspection: null,
   }
   const route: RouteConfig = {
     name: 'ORIGIN_URL',
@@ -66,6 +68,7 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     origin: { kind: 'url', url: originUrl('ORIGIN_URL', required(env, 'ORIGIN_URL')) },
     auth: 'required',
     issuers: [issuer],
+    opaqueIssuer: null,
     audiences: null,
     scopes: [],
     claims: [],

@@ -24,6 +24,17 @@ import {
   type RouteConfig,
   type AssertionKeys,
   type GatewayConfig,
+  DEFAULT_INTROSPECTION_CACHE_TTL_S,
+  MAX_INTROSPECTION_CACHE_TTL_S,
+  DEFAULT_INTROSPECTION_NEGATIVE_TTL_S,
+  MAX_INTROSPECTION_NEGATIVE_TTL_S,
+  DEFAULT_INTROSPECTION_TIMEOUT_MS,
+  DEFAULT_INTROSPECTION_CALLS_PER_SECOND,
+  MAX_INTROSPECTION_CALLS_PER_SECOND,
+  INTROSPECTION_AUTH_METHODS,
+  type IntrospectionAuth,
+  type IntrospectionConfig,
+  type IntrospectionCredential,
   ConfigError,
   type RawEnv,
 } from './model'
@@ -99,7 +110,126 @@ const ISSUER_FIELDS = [
   'jwksRefreshCooldownSeconds',
   'jwksStaleIfErrorSeconds',
   'jwksFetchTimeoutMs',
+  'introspection',
 ]
+
+const INTROSPECTION_FIELDS = [
+  'endpoint',
+  'clientId',
+  'clientSecret',
+  'auth',
+  'cacheTtlSeconds',
+  'negativeCacheTtlSeconds',
+  'timeoutMs',
+  'callsPerSecond',
+]
+
+/** A secret named in config: its value, or an error naming the field and the secret (never its value). */
+function secretNamed(o: Obj, key: string, path: string, env: RawEnv): string {
+  const name = required(o, key, path)
+  const secret = env[name]
+  if (typeof secret !== 'string' || secret === '') {
+    throw new ConfigError(
+      path,
+      `names secret ${name}, which is not set (wrangler secret put ${name})`,
+    )
+  }
+  return secret
+}
+
+/** A JWK given as JSON (a secret's value) or as an object; the caller checks what kind. */
+function privateJwk(raw: unknown, path: string): JWK {
+  let jwk: unknown
+  try {
+    jwk = typeof raw === 'string' ? JSON.parse(raw) : raw
+  } catch {
+    throw new ConfigError(path, 'must be a private JWK as JSON')
+  }
+  if (typeof jwk !== 'object' || jwk === null)
+    throw new ConfigError(path, 'must be a private JWK as JSON')
+  return jwk as JWK
+}
+
+/** The key that signs private_key_jwt assertions: RSA (RS256), EC P-256 (ES256) or Ed25519 (EdDSA). */
+function clientKey(raw: string, path: string): IntrospectionCredential {
+  const jwk = privateJwk(raw, path)
+  const alg =
+    typeof jwk.d !== 'string'
+      ? null
+      : jwk.kty === 'RSA'
+        ? 'RS256'
+        : jwk.kty === 'EC' && jwk.crv === 'P-256'
+          ? 'ES256'
+          : jwk.kty === 'OKP' && jwk.crv === 'Ed25519'
+            ? 'EdDSA'
+            : null
+  if (alg === null) throw new ConfigError(path, 'must be a private RSA, EC P-256 or Ed25519 JWK')
+  if (jwk.kid !== undefined && typeof jwk.kid !== 'string') {
+    throw new ConfigError(path, 'kid must be a string')
+  }
+  return { kind: 'key', jwk, alg }
+}
+
+function introspectionOf(
+  raw: unknown,
+  path: string,
+  issuer: string,
+  env: RawEnv,
+): IntrospectionConfig | null {
+  if (raw === undefined) return null
+  const o = object(raw, path)
+  only(o, path, INTROSPECTION_FIELDS)
+  const at = (k: string) => `${path}.${k}`
+  const endpoint = text(o, 'endpoint', at('endpoint'))
+  const auth = (text(o, 'auth', at('auth')) ?? 'client_secret_basic') as IntrospectionAuth
+  if (!INTROSPECTION_AUTH_METHODS.includes(auth)) {
+    throw new ConfigError(at('auth'), `must be one of ${INTROSPECTION_AUTH_METHODS.join(', ')}`)
+  }
+  const secret = secretNamed(o, 'clientSecret', at('clientSecret'), env)
+  return {
+    // The credential goes to this URL, so it must be https (http only for localhost).
+    endpoint: endpoint === undefined ? null : keyUrl(at('endpoint'), endpoint),
+    discoveryUrl: discoveryUrl(issuer, at('endpoint')),
+    clientId: required(o, 'clientId', at('clientId')),
+    auth,
+    credential:
+      auth === 'private_key_jwt'
+        ? clientKey(secret, at('clientSecret'))
+        : { kind: 'secret', secret },
+    cacheTtlS: integer(
+      o,
+      'cacheTtlSeconds',
+      DEFAULT_INTROSPECTION_CACHE_TTL_S,
+      1,
+      MAX_INTROSPECTION_CACHE_TTL_S,
+      at('cacheTtlSeconds'),
+    ),
+    negativeCacheTtlS: integer(
+      o,
+      'negativeCacheTtlSeconds',
+      DEFAULT_INTROSPECTION_NEGATIVE_TTL_S,
+      0,
+      MAX_INTROSPECTION_NEGATIVE_TTL_S,
+      at('negativeCacheTtlSeconds'),
+    ),
+    timeoutMs: integer(
+      o,
+      'timeoutMs',
+      DEFAULT_INTROSPECTION_TIMEOUT_MS,
+      100,
+      30_000,
+      at('timeoutMs'),
+    ),
+    callsPerSecond: integer(
+      o,
+      'callsPerSecond',
+      DEFAULT_INTROSPECTION_CALLS_PER_SECOND,
+      1,
+      MAX_INTROSPECTION_CALLS_PER_SECOND,
+      at('callsPerSecond'),
+    ),
+  }
+}
 
 function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
   const o = object(raw, path)
@@ -119,18 +249,11 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
   let keySource: KeySource
   let algs: IssuerConfig['algorithms']
   if (o.hmacSecret !== undefined) {
-    const name = required(o, 'hmacSecret', at('hmacSecret'))
-    const secret = env[name]
-    if (typeof secret !== 'string') {
-      throw new ConfigError(
-        at('hmacSecret'),
-        `names secret ${name}, which is not set (wrangler secret put ${name})`,
-      )
-    }
+    const secret = secretNamed(o, 'hmacSecret', at('hmacSecret'), env)
     if (new TextEncoder().encode(secret).length < MIN_HMAC_SECRET_BYTES) {
       throw new ConfigError(
         at('hmacSecret'),
-        `secret ${name} must be at least ${MIN_HMAC_SECRET_BYTES} bytes`,
+        `secret ${required(o, 'hmacSecret')} must be at least ${MIN_HMAC_SECRET_BYTES} bytes`,
       )
     }
     keySource = { kind: 'hmac', secret }
@@ -205,6 +328,7 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
       stale: 'jwksStaleIfErrorSeconds',
       timeout: 'jwksFetchTimeoutMs',
     }),
+    introspection: introspectionOf(o.introspection, at('introspection'), issuer, env),
   }
 }
 
@@ -216,6 +340,7 @@ const ROUTE_FIELDS = [
   'service',
   'auth',
   'issuers',
+  'opaqueIssuer',
   'audiences',
   'scopes',
   'claims',
@@ -360,6 +485,23 @@ function routeOf(
     if (!known.includes(iss))
       throw new ConfigError(at('issuers'), `"${iss}" is not in GATEWAY.issuers`)
   }
+  const introspecting = issuers
+    .filter((i) => routeIssuers.includes(i.issuer) && i.introspection !== null)
+    .map((i) => i.issuer)
+  const opaqueIssuer = text(o, 'opaqueIssuer', at('opaqueIssuer')) ?? null
+  if (opaqueIssuer !== null && !introspecting.includes(opaqueIssuer)) {
+    throw new ConfigError(
+      at('opaqueIssuer'),
+      `"${opaqueIssuer}" is not one of the route's issuers with introspection`,
+    )
+  }
+  // An opaque token names no issuer: which endpoint judges it must be the route's choice, not a guess.
+  if (opaqueIssuer === null && introspecting.length > 1) {
+    throw new ConfigError(
+      at('opaqueIssuer'),
+      `is required: several of the route's issuers introspect (${introspecting.join(', ')})`,
+    )
+  }
   const audiences = list(o, 'audiences', at('audiences')) ?? null
   const reachable = new Set(
     issuers.filter((i) => routeIssuers.includes(i.issuer)).flatMap((i) => i.audiences),
@@ -391,6 +533,7 @@ function routeOf(
     origin,
     auth,
     issuers: routeIssuers,
+    opaqueIssuer: opaqueIssuer ?? introspecting[0] ?? null,
     audiences,
     scopes,
     claims: claimRules(o, at('claims')),
@@ -418,15 +561,8 @@ function assertionKeys(o: Obj, env: RawEnv, needed: boolean): AssertionKeys | nu
   for (const name of names) {
     const raw = env[name]
     if (raw === undefined) continue
-    let jwk: JWK
-    try {
-      jwk = (typeof raw === 'string' ? JSON.parse(raw) : raw) as JWK
-    } catch {
-      throw new ConfigError(name, 'must be a private JWK as JSON')
-    }
+    const jwk = privateJwk(raw, name)
     const ok =
-      typeof jwk === 'object' &&
-      jwk !== null &&
       typeof jwk.d === 'string' &&
       typeof jwk.kid === 'string' &&
       ((jwk.kty === 'EC' && jwk.crv === 'P-256') || (jwk.kty === 'OKP' && jwk.crv === 'Ed25519'))

@@ -19,6 +19,7 @@
  * refreshed in the background while requests keep flowing); a per-key cache; a KV get per key.
  */
 import { makeRoom } from '../lib/bounded'
+import { sha256hex } from '../lib/hash'
 import type { RevocationConfig } from '../config'
 import { GatewayError, messageOf } from '../errors'
 import { log } from '../observability/log'
@@ -80,13 +81,6 @@ interface Snapshot {
 
 /** Runs work after the response is sent (the request's `waitUntil`). */
 export type Background = (work: Promise<unknown>) => void
-
-async function sha256hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))
-  let hex = ''
-  for (const b of new Uint8Array(digest)) hex += b.toString(16).padStart(2, '0')
-  return hex
-}
 
 export async function revocationId(kind: RevocationKind, iss: string, value?: string) {
   return `${kind}:${await sha256hex(kind === 'all' ? iss : `${iss}\n${value}`)}`

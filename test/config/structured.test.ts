@@ -345,6 +345,7 @@ describe('structured config defaults', () => {
       origin: { kind: 'url', url: stub.originUrl },
       auth: 'required',
       issuers: [ISS_A],
+      opaqueIssuer: null,
       audiences: null,
       scopes: [],
       claims: [],
@@ -359,6 +360,7 @@ describe('structured config defaults', () => {
       clockSkewS: 30,
       maxTokenAgeS: null,
       typeOptional: true,
+      introspection: null,
     })
     expect(Object.isFrozen(route)).toBe(true)
   })

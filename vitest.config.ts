@@ -6,7 +6,7 @@ export default defineConfig({
     cloudflareTest(({ inject }) => ({
       wrangler: { configPath: './wrangler.toml' },
       miniflare: {
-        bindings: { STUB_URL: inject<string>('stubUrl') },
+        bindings: { STUB_URL: inject<string>('stubUrl'), OIDC_URL: inject<string>('oidcUrl') },
         // A Worker origin for routes with `service = "ECHO_SERVICE"` (test/routes.test.ts).
         serviceBindings: { ECHO_SERVICE: 'echo-service' },
         workers: [
@@ -21,5 +21,8 @@ export default defineConfig({
     })),
   ],
   // Request logs are printed only for failing tests, where they explain the failure.
-  test: { globalSetup: ['test/node/global-setup.ts'], silent: 'passed-only' },
+  test: {
+    globalSetup: ['test/node/global-setup.ts', 'test/node/oidc-setup.ts'],
+    silent: 'passed-only',
+  },
 })

@@ -6,7 +6,11 @@ export default defineConfig({
     cloudflareTest(({ inject }) => ({
       wrangler: { configPath: './wrangler.toml' },
       miniflare: {
-        bindings: { STUB_URL: inject<string>('stubUrl'), OIDC_URL: inject<string>('oidcUrl') },
+        bindings: {
+          STUB_URL: inject<string>('stubUrl'),
+          OIDC_URL: inject<string>('oidcUrl'),
+          INTROSPECTION_STUB_URL: inject<string>('introspectionStubUrl'),
+        },
         // A Worker origin for routes with `service = "ECHO_SERVICE"` (test/routes.test.ts).
         serviceBindings: { ECHO_SERVICE: 'echo-service' },
         workers: [
@@ -22,7 +26,11 @@ export default defineConfig({
   ],
   // Request logs are printed only for failing tests, where they explain the failure.
   test: {
-    globalSetup: ['test/node/global-setup.ts', 'test/node/oidc-setup.ts'],
+    globalSetup: [
+      'test/node/global-setup.ts',
+      'test/node/oidc-setup.ts',
+      'test/node/introspection-setup.ts',
+    ],
     silent: 'passed-only',
   },
 })

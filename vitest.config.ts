@@ -10,6 +10,8 @@ export default defineConfig({
           STUB_URL: inject<string>('stubUrl'),
           OIDC_URL: inject<string>('oidcUrl'),
           INTROSPECTION_STUB_URL: inject<string>('introspectionStubUrl'),
+          OIDC_INTROSPECTION_URL: inject<string>('oidcIntrospectionUrl'),
+          OIDC_INTROSPECTION_CLIENT_KEY: inject<string>('oidcIntrospectionClientKey'),
         },
         // A Worker origin for routes with `service = "ECHO_SERVICE"` (test/routes.test.ts).
         serviceBindings: { ECHO_SERVICE: 'echo-service' },
@@ -30,6 +32,7 @@ export default defineConfig({
       'test/node/global-setup.ts',
       'test/node/oidc-setup.ts',
       'test/node/introspection-setup.ts',
+      'test/node/oidc-introspection-setup.ts',
     ],
     silent: 'passed-only',
   },

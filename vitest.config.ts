@@ -1,5 +1,6 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin'
 import { defineConfig } from 'vitest/config'
+import { LOG_HOST, revocationLogWorkers } from './test/fixtures/revocation-log-workers.ts'
 
 export default defineConfig({
   plugins: [
@@ -14,7 +15,17 @@ export default defineConfig({
           OIDC_INTROSPECTION_CLIENT_KEY: inject<string>('oidcIntrospectionClientKey'),
         },
         // A Worker origin for routes with `service = "ECHO_SERVICE"` (test/routes.test.ts).
-        serviceBindings: { ECHO_SERVICE: 'echo-service' },
+        serviceBindings: {
+          ECHO_SERVICE: 'echo-service',
+          // Two gateway isolates on one revocation log (test/revocation/log.test.ts).
+          GATEWAY_A: 'gateway-a',
+          GATEWAY_B: 'gateway-b',
+        },
+        // The log itself, for tests that drive RevocationList directly. Not named REVOCATION_LOG,
+        // so every other test keeps running in KV mode.
+        durableObjects: {
+          TEST_REVOCATION_LOG: { className: 'RevocationLog', scriptName: LOG_HOST },
+        },
         workers: [
           {
             name: 'echo-service',
@@ -22,6 +33,11 @@ export default defineConfig({
             scriptPath: './test/fixtures/echo-service.mjs',
             compatibilityDate: '2026-11-01',
           },
+          ...revocationLogWorkers(
+            inject<string>('gatewayBundle'),
+            inject<string>('stubUrl'),
+            'api://gateway-test',
+          ),
         ],
       },
     })),
@@ -33,6 +49,7 @@ export default defineConfig({
       'test/node/oidc-setup.ts',
       'test/node/introspection-setup.ts',
       'test/node/oidc-introspection-setup.ts',
+      'test/node/gateway-bundle-setup.ts',
     ],
     silent: 'passed-only',
   },

@@ -3,12 +3,21 @@
  * No request handling here; index.ts owns the pipeline.
  */
 import { AssertionSigner } from './proxy/assertion'
-import { parseConfig, type ConfigError, type GatewayConfig, type RouteConfig } from './config'
+import {
+  parseConfig,
+  type ConfigError,
+  type GatewayConfig,
+  type RevocationConfig,
+  type RouteConfig,
+} from './config'
 import { DEFAULT_ASSERTION_HEADER } from './config/structured'
 import { droppedHeaders } from './proxy/forward'
 import { keyProviderFor } from './auth/keys'
-import { RevocationList } from './revocation/list'
+import { RevocationList, type RevocationRecord } from './revocation/list'
 import { KvStore } from './revocation/store'
+import { LogStore } from './revocation/log-store'
+import type { RevocationLog } from './revocation/log-object'
+import type { MetricsSink } from './observability/log'
 import { RejectedTokenCache, VerifiedTokenCache } from './auth/token-cache'
 import type { Issuer } from './auth/verify'
 import { Introspector } from './auth/introspection'
@@ -78,12 +87,7 @@ function build(config: GatewayConfig, env: object): Gateway {
     issuers,
     introspectors,
     routeIntrospector,
-    revocations: config.revocation
-      ? new RevocationList(
-          new KvStore((env as { REVOCATIONS: KVNamespace }).REVOCATIONS),
-          config.revocation,
-        )
-      : null,
+    revocations: config.revocation ? revocationList(config.revocation, env) : null,
     verified: new VerifiedTokenCache(skewOf(config.issuers)),
     rejected: new RejectedTokenCache(),
     routeIssuers: new Map(
@@ -92,4 +96,25 @@ function build(config: GatewayConfig, env: object): Gateway {
     assertion: config.assertion ? new AssertionSigner(config.assertion) : null,
     droppedHeaders: new Map(config.routes.map((r) => [r, droppedHeaders(r.identity, reserved)])),
   }
+}
+
+/** The list over the Durable Object log when REVOCATION_LOG is bound, else over KV. */
+function revocationList(config: RevocationConfig, env: object): RevocationList {
+  const bindings = env as {
+    REVOCATIONS?: KVNamespace
+    REVOCATION_LOG?: DurableObjectNamespace<RevocationLog>
+    METRICS?: Partial<MetricsSink>
+  }
+  const metrics =
+    typeof bindings.METRICS?.writeDataPoint === 'function'
+      ? (bindings.METRICS as MetricsSink)
+      : undefined
+  if (config.log === undefined) {
+    return new RevocationList(new KvStore(bindings.REVOCATIONS!), config)
+  }
+  // One cached change set per location and interval; whole seconds are the Cache API's unit.
+  const cacheTtlS = Math.max(1, Math.ceil(config.log.syncMs / 1000))
+  const cache = typeof caches === 'undefined' ? null : caches.default
+  const store = new LogStore<RevocationRecord>(bindings.REVOCATION_LOG!, cache, cacheTtlS)
+  return new RevocationList(store, config, undefined, { metrics })
 }

@@ -138,3 +138,5 @@ function admin(request: Request, gateway: Gateway, log: RequestLog): Promise<Res
 }
 
 export default app
+// The revocation log's Durable Object class, for deployments that bind REVOCATION_LOG to it.
+export { RevocationLog } from './revocation/log-object'

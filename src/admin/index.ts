@@ -118,11 +118,14 @@ function health(deps: AdminDeps): Response {
       lastFetch: st.lastAttemptMs === null ? 'none yet' : st.lastError === null ? 'ok' : 'failed',
     }
   })
-  const degraded = issuers.some((i) => i.lastFetch === 'failed')
+  const list = deps.revocations?.status(deps.nowMs) ?? null
+  const degraded = issuers.some((i) => i.lastFetch === 'failed') || list?.stale === true
   return json(
     {
       status: degraded ? 'degraded' : 'ok',
       revocation: deps.revocations === null ? 'off' : 'on',
+      // The snapshot's store, version and age: how far behind this isolate may be.
+      ...(list === null ? {} : { revocationSnapshot: list }),
       issuers,
     },
     200,

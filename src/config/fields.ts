@@ -14,6 +14,12 @@ import {
   DEFAULT_REVOCATION_CACHE_S,
   MAX_REVOCATION_CACHE_S,
   DEFAULT_REVOCATION_TIMEOUT_MS,
+  DEFAULT_REVOCATION_SYNC_MS,
+  MIN_REVOCATION_SYNC_MS,
+  MAX_REVOCATION_SYNC_MS,
+  DEFAULT_REVOCATION_MAX_STALENESS_S,
+  MAX_REVOCATION_MAX_STALENESS_S,
+  type RevocationLogConfig,
   DEFAULT_ADMIN_PREFIX,
   MIN_ADMIN_TOKEN_LENGTH,
   IDENTITY_HEADER_PREFIX,
@@ -220,17 +226,22 @@ export function defaultIdentity(keepAuthorization: boolean): IdentityConfig {
   return { prefix: IDENTITY_HEADER_PREFIX, claimHeaders: [], sendClaims: true, keepAuthorization }
 }
 
+function hasMethods(value: unknown, ...names: string[]): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    names.every((n) => typeof (value as Record<string, unknown>)[n] === 'function')
+  )
+}
+
 export function revocation(env: RawEnv): RevocationConfig | null {
   const kv = env.REVOCATIONS
-  if (kv === undefined) return null
-  if (
-    typeof kv !== 'object' ||
-    kv === null ||
-    typeof (kv as { get?: unknown }).get !== 'function'
-  ) {
+  const logged = env.REVOCATION_LOG !== undefined
+  if (kv === undefined && !logged) return null
+  if (kv !== undefined && !hasMethods(kv, 'get')) {
     throw new ConfigError('REVOCATIONS', 'must be a KV namespace binding')
   }
-  return {
+  const config: RevocationConfig = {
     cacheTtlS: integer(
       env,
       'REVOCATION_CACHE_SECONDS',
@@ -241,6 +252,36 @@ export function revocation(env: RawEnv): RevocationConfig | null {
     failOpen: flag(env, 'REVOCATION_FAIL_OPEN', false),
     timeoutMs: integer(env, 'REVOCATION_TIMEOUT_MS', DEFAULT_REVOCATION_TIMEOUT_MS, 50, 30_000),
   }
+  return logged ? { ...config, log: revocationLog(env) } : config
+}
+
+/** The Durable Object log's settings; only read when REVOCATION_LOG is bound. */
+function revocationLog(env: RawEnv): RevocationLogConfig {
+  if (!hasMethods(env.REVOCATION_LOG, 'idFromName', 'get')) {
+    throw new ConfigError('REVOCATION_LOG', 'must be a Durable Object namespace binding')
+  }
+  const syncMs = integer(
+    env,
+    'REVOCATION_SYNC_MS',
+    DEFAULT_REVOCATION_SYNC_MS,
+    MIN_REVOCATION_SYNC_MS,
+    MAX_REVOCATION_SYNC_MS,
+  )
+  const maxStalenessS = integer(
+    env,
+    'REVOCATION_MAX_STALENESS_SECONDS',
+    DEFAULT_REVOCATION_MAX_STALENESS_S,
+    1,
+    MAX_REVOCATION_MAX_STALENESS_S,
+  )
+  // Below two sync intervals, one slow sync would already fail requests.
+  if (maxStalenessS * 1000 < 2 * syncMs) {
+    throw new ConfigError(
+      'REVOCATION_MAX_STALENESS_SECONDS',
+      `must be at least twice REVOCATION_SYNC_MS (got ${maxStalenessS} s with ${syncMs} ms)`,
+    )
+  }
+  return { syncMs, maxStalenessS }
 }
 
 /**
@@ -270,10 +311,10 @@ export function admin(env: RawEnv): AdminConfig {
       throw new ConfigError('ADMIN_TOKEN', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`)
     }
     // An admin API with nowhere to write would accept revocations and enforce none.
-    if (env.REVOCATIONS === undefined) {
+    if (env.REVOCATIONS === undefined && env.REVOCATION_LOG === undefined) {
       throw new ConfigError(
         'REVOCATIONS',
-        'a KV namespace binding is required when ADMIN_TOKEN is set',
+        'a KV namespace binding (or the REVOCATION_LOG Durable Object) is required when ADMIN_TOKEN is set',
       )
     }
   }

@@ -35,6 +35,13 @@ export const DEFAULT_REALM = 'gateway'
 export const DEFAULT_REVOCATION_CACHE_S = 10
 export const MAX_REVOCATION_CACHE_S = 300
 export const DEFAULT_REVOCATION_TIMEOUT_MS = 2_000
+/** With the REVOCATION_LOG Durable Object: how often an isolate asks for changes. */
+export const DEFAULT_REVOCATION_SYNC_MS = 1_000
+export const MIN_REVOCATION_SYNC_MS = 100
+export const MAX_REVOCATION_SYNC_MS = 60_000
+/** With the log: a snapshot older than this is not trusted (fail closed, or open if asked). */
+export const DEFAULT_REVOCATION_MAX_STALENESS_S = 30
+export const MAX_REVOCATION_MAX_STALENESS_S = 3_600
 export const DEFAULT_ADMIN_PREFIX = '/_gateway'
 /** Longest an active introspection result is reused (never past the token's `exp`). */
 export const DEFAULT_INTROSPECTION_CACHE_TTL_S = 60
@@ -215,6 +222,15 @@ export interface RevocationConfig {
   /** KV failing: refuse with 503 (false, the default) or let verified tokens through (true). */
   readonly failOpen: boolean
   readonly timeoutMs: number
+  /** Present when the REVOCATION_LOG Durable Object is bound: it, not KV, holds the list. */
+  readonly log?: RevocationLogConfig
+}
+
+export interface RevocationLogConfig {
+  /** Least time between two background syncs of one isolate's snapshot. */
+  readonly syncMs: number
+  /** A snapshot older than this is not used: one sync is awaited, then fail closed (or open). */
+  readonly maxStalenessS: number
 }
 
 export interface AdminConfig {
@@ -232,7 +248,7 @@ export interface GatewayConfig {
   readonly logRequests: LogRequests
   readonly issuers: readonly IssuerConfig[]
   readonly routes: readonly RouteConfig[]
-  /** null when no REVOCATIONS KV namespace is bound: revocation is off. */
+  /** null when neither REVOCATIONS (KV) nor REVOCATION_LOG (Durable Object) is bound: off. */
   readonly revocation: RevocationConfig | null
   readonly admin: AdminConfig
   /** Keys for signed identity assertions; null when none are configured. */

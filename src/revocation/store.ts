@@ -28,6 +28,37 @@ export interface Written {
   readonly version: number | null
 }
 
+/** Where an isolate's snapshot stands in the log: versions of one object (its epoch) only. */
+export interface LogPosition {
+  readonly epoch: string
+  readonly version: number
+}
+
+/** The log's answer to "what changed since": a delta, or every live record when `since` is null. */
+export interface ChangeSet<R> {
+  /** Random per object: versions of another object (a new namespace) are not comparable. */
+  readonly epoch: string
+  /** The version this set brings its reader to. */
+  readonly version: number
+  /** The version the changes start after; null for a full list. */
+  readonly since: number | null
+  /** Records written (full: every live record). */
+  readonly upserts: R[]
+  /** Ids deleted after `since` (empty for a full list). */
+  readonly deletes: string[]
+  /** When the newest change in the set was written (the object's clock, ms); null if none. */
+  readonly changedAtMs: number | null
+  /** When the object produced the set (ms): its reader's data is current as of this. */
+  readonly servedAtMs: number
+  /** Set by the reader's store when the set came from the location's cache, not the object. */
+  readonly fromCache?: boolean
+}
+
+/** A store that also feeds changes in order (the Durable Object log). */
+export interface ChangeFeed<R> {
+  changes(from: LogPosition | null): Promise<ChangeSet<R>>
+}
+
 export interface RevocationStore<R extends StoredRecord> {
   readonly kind: 'kv' | 'log'
   /** Durable when it resolves: the caller acknowledges the write only after this. */

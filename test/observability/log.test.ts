@@ -49,6 +49,14 @@ describe('request id, Server-Timing and health', () => {
     expect(await body(cold)).toEqual({
       status: 'ok',
       revocation: 'on',
+      revocationSnapshot: {
+        store: 'kv',
+        version: null,
+        ageSeconds: null,
+        lagMs: null,
+        stale: false,
+        lastSync: 'none yet',
+      },
       issuers: [
         { issuer: 'https://issuer.test', keys: 0, jwksAgeSeconds: null, lastFetch: 'none yet' },
       ],

@@ -18,6 +18,8 @@ import { KvStore } from './revocation/store'
 import { LogStore } from './revocation/log-store'
 import type { RevocationLog } from './revocation/log-object'
 import type { MetricsSink } from './observability/log'
+import { ReplayMemory } from './revocation/replay'
+import type { Transmitter } from './revocation/signals'
 import { RejectedTokenCache, VerifiedTokenCache } from './auth/token-cache'
 import type { Issuer } from './auth/verify'
 import { Introspector } from './auth/introspection'
@@ -38,6 +40,12 @@ export interface Gateway {
   readonly assertion: AssertionSigner | null
   /** Per route, the header names never forwarded to its origin (see forward.ts). */
   readonly droppedHeaders: ReadonlyMap<RouteConfig, ReadonlySet<string>>
+  /** The issuers that log users out over the back channel: the same objects as in `issuers`. */
+  readonly logoutIssuers: readonly Issuer[]
+  /** Shared Signals transmitters, each with its own key store. */
+  readonly transmitters: readonly Transmitter[]
+  /** jti of the logout tokens and SETs this isolate acted on. */
+  readonly replays: ReplayMemory
 }
 
 export type GatewayResult = { ok: true; gateway: Gateway } | { ok: false; error: ConfigError }
@@ -95,6 +103,15 @@ function build(config: GatewayConfig, env: object): Gateway {
     ),
     assertion: config.assertion ? new AssertionSigner(config.assertion) : null,
     droppedHeaders: new Map(config.routes.map((r) => [r, droppedHeaders(r.identity, reserved)])),
+    logoutIssuers: issuers.filter((i) => i.config.backchannelLogout !== null),
+    transmitters: config.transmitters.map((t) => ({
+      config: t,
+      signer: {
+        config: t.signer,
+        keys: keyProviderFor(t.signer.keySource, t.signer.algorithms, t.signer.jwks),
+      },
+    })),
+    replays: new ReplayMemory(),
   }
 }
 

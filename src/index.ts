@@ -134,6 +134,12 @@ function admin(request: Request, gateway: Gateway, log: RequestLog): Promise<Res
       return verified(token, gateway.issuers, gateway, log, io)
     },
     nowMs: io.now(),
+    receivers: {
+      logoutIssuers: gateway.logoutIssuers,
+      transmitters: gateway.transmitters,
+      replays: gateway.replays,
+      keyDeps: io,
+    },
   })
 }
 

@@ -248,3 +248,19 @@ export function structuredEnv(stub: Stub, gateway: unknown, vars: GatewayEnv = {
     ...vars,
   })
 }
+
+const KV = (env as unknown as { REVOCATIONS: KVNamespace }).REVOCATIONS
+let kvCount = 0
+/** A KV namespace nobody else writes to: same binding, keys isolated by a per-test prefix view. */
+export async function freshKv(): Promise<KVNamespace> {
+  const prefix = `t${++kvCount}-${crypto.randomUUID()}/`
+  return {
+    get: (k: string, o?: unknown) => KV.get(prefix + k, o as 'text'),
+    put: (k: string, v: string, o?: KVNamespacePutOptions) => KV.put(prefix + k, v, o),
+    delete: (k: string) => KV.delete(prefix + k),
+    async list(o?: KVNamespaceListOptions) {
+      const page = await KV.list({ ...o, prefix: prefix + (o?.prefix ?? '') })
+      return { ...page, keys: page.keys.map((k) => ({ ...k, name: k.name.slice(prefix.length) })) }
+    },
+  } as unknown as KVNamespace
+}

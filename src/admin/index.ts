@@ -11,6 +11,7 @@ import type { AssertionKeys, GatewayConfig } from '../config'
 import { GatewayError } from '../errors'
 import { revocationId, type RevocationList, type RevocationRecord } from '../revocation/list'
 import type { Identity, Issuer } from '../auth/verify'
+import { backchannelLogout, signals, type ReceiverDeps } from './receivers'
 
 /** Largest admin request body read, in bytes. */
 export const MAX_ADMIN_BODY_BYTES = 4 * 1024
@@ -28,6 +29,8 @@ export interface AdminDeps {
   readonly revocations: RevocationList | null
   readonly authenticate: (request: Request) => Promise<Identity>
   readonly nowMs: number
+  /** The back-channel logout and Shared Signals receivers (all but the revocation list). */
+  readonly receivers: Omit<ReceiverDeps, 'revocations'>
 }
 
 /** Does this path belong to the gateway? Compared after decoding, so %5F cannot dodge it. */
@@ -68,6 +71,15 @@ export async function handleAdmin(request: Request, deps: AdminDeps): Promise<Re
   if (path === '/logout') {
     if (request.method !== 'POST') throw new GatewayError('not_found')
     return logout(request, revocations, deps)
+  }
+  // Each receiver exists only when configured; the IdP authenticates by signing its tokens.
+  if (path === '/backchannel-logout' && deps.receivers.logoutIssuers.length > 0) {
+    if (request.method !== 'POST') throw new GatewayError('not_found')
+    return backchannelLogout(request, { ...deps.receivers, revocations })
+  }
+  if (path === '/signals' && deps.receivers.transmitters.length > 0) {
+    if (request.method !== 'POST') throw new GatewayError('not_found')
+    return signals(request, { ...deps.receivers, revocations })
   }
   // Without an admin token the admin API does not exist, rather than existing unprotected.
   if (config.admin.token === null) throw new GatewayError('not_found')

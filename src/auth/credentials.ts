@@ -98,6 +98,11 @@ function checkedToken(token: string, opaque: boolean): Checked {
   )
 }
 
+/** A JWS compact token from anywhere but a request's credentials (a logout token, a SET). */
+export function jwsToken(token: string): string {
+  return checkedToken(token, false).token
+}
+
 /** The values of cookie `name` in a Cookie header (RFC 6265 §5.4 syntax, no decoding). */
 function cookieValues(header: string | null, name: string): string[] {
   if (header === null) return []

@@ -52,7 +52,11 @@ export async function fetchJson(
   }
 }
 
-async function readCapped(res: Response, cap: number): Promise<string> {
+/** A body as text, refused past `cap` bytes without reading further. Throws a plain Error. */
+export async function readCapped(
+  res: { readonly body: ReadableStream<Uint8Array> | null },
+  cap: number,
+): Promise<string> {
   if (!res.body) return ''
   const reader = res.body.getReader()
   const chunks: Uint8Array[] = []

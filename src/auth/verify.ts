@@ -12,7 +12,7 @@ import {
   type JWTClaimVerificationOptions,
   type JWTPayload,
 } from 'jose'
-import type { IssuerConfig, JwsAlgorithm } from '../config'
+import type { AudienceRule, IssuerConfig, JwsAlgorithm } from '../config'
 import { GatewayError, type ReasonCode } from '../errors'
 import type { KeyDeps, KeyProvider } from './keys'
 import { checkAudience } from './claims'
@@ -145,14 +145,63 @@ function issuerFor(payload: JWTPayload, issuers: readonly Issuer[]): Issuer {
   return found
 }
 
+/**
+ * What one kind of JWT must carry besides a good signature from its issuer's keys and that `iss`:
+ * access tokens (the issuer's own settings), logout tokens and Security Event Tokens each have one.
+ */
+export interface JwtProfile {
+  readonly audience: AudienceRule
+  /** Accepted `typ` values, compared case-insensitively, and whether a token without one passes. */
+  readonly types: readonly string[]
+  readonly typeOptional: boolean
+  readonly requiredClaims: readonly string[]
+  /** Oldest `iat` accepted, in seconds before now (then `iat` is required); null: no limit. */
+  readonly maxTokenAgeS: number | null
+}
+
+/** The access-token profile of an issuer: its audience rule, types and age limit; `exp`, `sub`. */
+export function accessTokenProfile(cfg: IssuerConfig): JwtProfile {
+  return {
+    audience: cfg,
+    types: cfg.types,
+    typeOptional: cfg.typeOptional,
+    requiredClaims: ['exp', 'sub'],
+    maxTokenAgeS: cfg.maxTokenAgeS,
+  }
+}
+
+export interface VerifiedJwt {
+  readonly issuer: Issuer
+  readonly kid: string | undefined
+  readonly alg: JwsAlgorithm
+  readonly claims: JWTPayload
+}
+
 export async function verifyToken(
   token: string,
   issuers: readonly Issuer[],
   deps: KeyDeps,
 ): Promise<Identity> {
+  const { issuer, kid, alg, claims } = await verifyJwt(token, issuers, deps, accessTokenProfile)
+  const encodedClaims = token.slice(token.indexOf('.') + 1, token.lastIndexOf('.'))
+  return identityOf(claims, issuer.config, kid, alg, encodedClaims)
+}
+
+/**
+ * The one JWS verification every kind of token goes through: issuer by `iss`, algorithm, `kid`,
+ * `typ`, the signature with that issuer's keys, then the profile's claims and audience rule.
+ * Throws GatewayError.
+ */
+export async function verifyJwt(
+  token: string,
+  issuers: readonly Issuer[],
+  deps: KeyDeps,
+  profileOf: (cfg: IssuerConfig) => JwtProfile,
+): Promise<VerifiedJwt> {
   const { header, payload } = unverified(token)
   const issuer = issuerFor(payload, issuers)
   const cfg = issuer.config
+  const profile = profileOf(cfg)
 
   const alg = header.alg
   if (typeof alg !== 'string' || !(cfg.algorithms as readonly string[]).includes(alg)) {
@@ -163,7 +212,7 @@ export async function verifyToken(
     throw new GatewayError('malformed_token', 'kid is not a short string')
   }
   const typ = header.typ
-  if (typ === undefined ? !cfg.typeOptional : !acceptedType(typ, cfg.types)) {
+  if (typ === undefined ? !profile.typeOptional : !acceptedType(typ, profile.types)) {
     throw new GatewayError('bad_typ', 'typ is not accepted')
   }
   // A JWT payload is always base64url (RFC 7519 §7.2); `b64` in any form asks for another format.
@@ -172,14 +221,18 @@ export async function verifyToken(
   const key = await issuer.keys.keyFor(kid, alg as JwsAlgorithm, deps)
   let claims: JWTPayload
   try {
-    const options = claimOptions(cfg, deps.now(), ['exp', 'sub'])
+    const options = claimOptions(cfg, deps.now(), profile.requiredClaims, profile.maxTokenAgeS)
     const result = await jwtVerify(token, key, { algorithms: [alg], ...options })
     claims = result.payload
   } catch (err) {
     throw new GatewayError(joseReason(err), err instanceof Error ? err.name : 'non-error thrown')
   }
-  const encodedClaims = token.slice(token.indexOf('.') + 1, token.lastIndexOf('.'))
-  return identityOf(claims, cfg, kid, alg as JwsAlgorithm, encodedClaims)
+  // Checked here rather than by jose: a token without `aud` may pass on its client id (claims.ts).
+  checkAudience(claims, profile.audience)
+  if (claims.iat !== undefined && typeof claims.iat !== 'number') {
+    throw new GatewayError('bad_claims', 'iat is not a number')
+  }
+  return { issuer, kid, alg: alg as JwsAlgorithm, claims }
 }
 
 /**
@@ -191,18 +244,19 @@ function claimOptions(
   cfg: IssuerConfig,
   nowMs: number,
   required: readonly string[],
+  maxTokenAgeS: number | null,
 ): JWTClaimVerificationOptions {
   return {
     issuer: cfg.issuer,
     clockTolerance: cfg.clockSkewS,
     currentDate: new Date(nowMs),
-    requiredClaims: cfg.maxTokenAgeS === null ? [...required] : [...required, 'iat'],
+    requiredClaims: maxTokenAgeS === null ? [...required] : [...required, 'iat'],
     // jose checks iat against it (with the same leeway); a token older than this is refused.
-    ...(cfg.maxTokenAgeS === null ? {} : { maxTokenAge: cfg.maxTokenAgeS }),
+    ...(maxTokenAgeS === null ? {} : { maxTokenAge: maxTokenAgeS }),
   }
 }
 
-/** The identity from checked claims: the audience rule, and what jose does not check of `sub`, `iat`. */
+/** The identity from checked claims (audience included): what jose does not check of `sub`, `iat`. */
 function identityOf(
   claims: JWTPayload,
   cfg: IssuerConfig,
@@ -210,8 +264,6 @@ function identityOf(
   alg: JwsAlgorithm | null,
   encodedClaims: string,
 ): Identity {
-  // Checked here rather than by jose: a token without `aud` may pass on its client id (claims.ts).
-  checkAudience(claims, cfg)
   // A lone surrogate is not text: it cannot become a header value (encodeURIComponent throws).
   if (typeof claims.sub !== 'string' || claims.sub === '' || !claims.sub.isWellFormed()) {
     throw new GatewayError('bad_claims', 'sub is not a non-empty string')
@@ -237,7 +289,7 @@ export function introspectedIdentity(
   cfg: IssuerConfig,
   nowMs: number,
 ): Identity {
-  const options = claimOptions(cfg, nowMs, ['sub'])
+  const options = claimOptions(cfg, nowMs, ['sub'], cfg.maxTokenAgeS)
   if (claims.iss === undefined) delete options.issuer
   // The origin's X-Auth-Claims is the exact JSON the endpoint sent, as for a JWT its payload.
   const encodedClaims = base64url.encode(response)
@@ -247,6 +299,7 @@ export function introspectedIdentity(
   } catch (err) {
     throw new GatewayError(joseReason(err), err instanceof Error ? err.name : 'non-error thrown')
   }
+  checkAudience(checked, cfg)
   return identityOf(checked, cfg, undefined, null, encodedClaims)
 }
 

@@ -27,6 +27,9 @@ import {
   type IdentityConfig,
   type RevocationConfig,
   type AdminConfig,
+  type BackchannelLogoutConfig,
+  DEFAULT_SESSION_REVOCATION_S,
+  MAX_SESSION_REVOCATION_S,
   ConfigError,
   type RawEnv,
   type LogRequests,
@@ -319,4 +322,57 @@ export function admin(env: RawEnv): AdminConfig {
     }
   }
   return { prefix, token }
+}
+
+/** How long a session revocation is kept by default: the issuer's token age limit, else a day. */
+export function sessionBound(maxTokenAgeS: number | null, clockSkewS: number): number {
+  return maxTokenAgeS === null
+    ? DEFAULT_SESSION_REVOCATION_S
+    : Math.min(MAX_SESSION_REVOCATION_S, maxTokenAgeS + clockSkewS)
+}
+
+/** Back-channel logout settings of one issuer, or null when no client id is given (off). */
+export function backchannelLogout(
+  src: RawEnv,
+  at: (key: string) => string,
+  names: { clientIds: string; requireTyp: string; session: string; revokeSubject: string },
+  defaultSessionS: number,
+): BackchannelLogoutConfig | null {
+  const clientIds = list(src, names.clientIds, at(names.clientIds))
+  if (clientIds === undefined) {
+    for (const k of [names.requireTyp, names.session, names.revokeSubject]) {
+      if (src[k] !== undefined) throw new ConfigError(at(k), `needs ${at(names.clientIds)}`)
+    }
+    return null
+  }
+  const revokeSubject = text(src, names.revokeSubject, at(names.revokeSubject)) ?? 'always'
+  if (revokeSubject !== 'always' && revokeSubject !== 'without-sid') {
+    throw new ConfigError(
+      at(names.revokeSubject),
+      `must be always or without-sid (got "${revokeSubject}")`,
+    )
+  }
+  return {
+    clientIds,
+    requireTyp: flag(src, names.requireTyp, false, at(names.requireTyp)),
+    sessionRevocationS: integer(
+      src,
+      names.session,
+      defaultSessionS,
+      60,
+      MAX_SESSION_REVOCATION_S,
+      at(names.session),
+    ),
+    revokeSubject,
+  }
+}
+
+/** The logout and signal receivers write revocations: without a list they would enforce none. */
+export function receiversNeedRevocations(env: RawEnv, what: string | null): void {
+  if (what !== null && env.REVOCATIONS === undefined && env.REVOCATION_LOG === undefined) {
+    throw new ConfigError(
+      'REVOCATIONS',
+      `a revocation store (KV or REVOCATION_LOG) is required by ${what}`,
+    )
+  }
 }

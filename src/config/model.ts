@@ -53,6 +53,13 @@ export const DEFAULT_INTROSPECTION_TIMEOUT_MS = 3_000
 /** Introspection calls one isolate makes per second for tokens not in its cache: the flood bound. */
 export const DEFAULT_INTROSPECTION_CALLS_PER_SECOND = 20
 export const MAX_INTROSPECTION_CALLS_PER_SECOND = 1_000
+/**
+ * How long a session (sid) revocation is kept when neither a bound nor the issuer's token age
+ * limit says: a day outlives the access tokens of every IdP default we know of (Okta, Entra,
+ * Auth0, Keycloak issue 5 minutes to 24 hours).
+ */
+export const DEFAULT_SESSION_REVOCATION_S = 86_400
+export const MAX_SESSION_REVOCATION_S = 30 * 86_400
 /** A shorter admin token could be guessed; 32 characters of a random secret is the floor. */
 export const MIN_ADMIN_TOKEN_LENGTH = 32
 export const IDENTITY_HEADER_PREFIX = 'x-auth-'
@@ -141,6 +148,35 @@ export interface IssuerConfig extends AudienceRule {
   readonly jwks: JwksPolicy
   /** Opaque (non-JWS) tokens of this issuer are introspected; null: they are refused. */
   readonly introspection: IntrospectionConfig | null
+  /** OpenID Connect Back-Channel Logout from this issuer; null: not accepted. */
+  readonly backchannelLogout: BackchannelLogoutConfig | null
+}
+
+export interface BackchannelLogoutConfig {
+  /** The RP client ids the IdP sends logout tokens to: `aud` must contain one of them. */
+  readonly clientIds: readonly string[]
+  /** Refuse logout tokens without `typ: logout+jwt` (the spec's SHOULD; some IdPs omit it). */
+  readonly requireTyp: boolean
+  /** Seconds a `sid` revocation is kept: past the life of any token of that session. */
+  readonly sessionRevocationS: number
+  /** Cut off the subject too when the logout token has a `sid` (always), or only without one. */
+  readonly revokeSubject: 'always' | 'without-sid'
+}
+
+/** A Shared Signals transmitter whose SETs (RFC 8417, pushed per RFC 8935) revoke tokens. */
+export interface TransmitterConfig {
+  /** How its SETs are verified, in an issuer's shape, so they share the verifier and key store. */
+  readonly signer: IssuerConfig
+  /** The gateway issuers whose tokens its signals may revoke. */
+  readonly issuers: readonly string[]
+  /** CAEP credential-change: cut off the subject's tokens, or acknowledge and log only. */
+  readonly credentialChange: 'revoke' | 'ignore'
+  /** Which token claim an `email` subject identifier is matched against; null: not acted on. */
+  readonly emailClaim: 'sub' | null
+  /** The exact Authorization header value the transmitter must send; null: none required. */
+  readonly authorization: string | null
+  /** Seconds a session (sid) revocation from a CAEP session-revoked event is kept. */
+  readonly sessionRevocationS: number
 }
 
 export type AuthMode = 'required' | 'optional' | 'public'
@@ -253,6 +289,8 @@ export interface GatewayConfig {
   readonly admin: AdminConfig
   /** Keys for signed identity assertions; null when none are configured. */
   readonly assertion: AssertionKeys | null
+  /** Shared Signals transmitters (structured mode); empty: the receiver is off. */
+  readonly transmitters: readonly TransmitterConfig[]
 }
 
 export type LogRequests = 'all' | 'refused'

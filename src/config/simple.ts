@@ -28,6 +28,9 @@ import {
   logRequests,
   admin,
   audienceRule,
+  backchannelLogout,
+  sessionBound,
+  receiversNeedRevocations,
 } from './fields'
 /** Simple mode: one issuer and one catch-all route, built from flat variables. */
 export function simpleMode(env: RawEnv): GatewayConfig {
@@ -42,12 +45,25 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     ? { kind: 'jwks', url: keyUrl('JWKS_URL', jwksUrl) }
     : { kind: 'discovery', url: discoveryUrl(issuer, 'JWT_ISSUER'), issuer }
   const types = list(env, 'JWT_TYPES')
+  const clockSkewS = integer(env, 'CLOCK_SKEW_SECONDS', DEFAULT_CLOCK_SKEW_S, 0, MAX_CLOCK_SKEW_S)
+  const logout = backchannelLogout(
+    env,
+    (k) => k,
+    {
+      clientIds: 'BACKCHANNEL_LOGOUT_CLIENT_IDS',
+      requireTyp: 'BACKCHANNEL_LOGOUT_REQUIRE_TYP',
+      session: 'BACKCHANNEL_LOGOUT_SESSION_SECONDS',
+      revokeSubject: 'BACKCHANNEL_LOGOUT_REVOKE_SUBJECT',
+    },
+    sessionBound(null, clockSkewS),
+  )
+  receiversNeedRevocations(env, logout && 'BACKCHANNEL_LOGOUT_CLIENT_IDS')
   const iss: IssuerConfig = {
     issuer,
     keySource,
     ...audience,
     algorithms: algorithms(env, 'JWT_ALGORITHMS'),
-    clockSkewS: integer(env, 'CLOCK_SKEW_SECONDS', DEFAULT_CLOCK_SKEW_S, 0, MAX_CLOCK_SKEW_S),
+    clockSkewS,
     maxTokenAgeS: null,
     types: types ?? [...DEFAULT_TOKEN_TYPES],
     typeOptional: types === undefined,
@@ -59,6 +75,7 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     }),
     // Introspection is configured per issuer in structured mode only.
     introspection: null,
+    backchannelLogout: logout,
   }
   const route: RouteConfig = {
     name: 'ORIGIN_URL',
@@ -87,5 +104,6 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     revocation: revocation(env),
     admin: admin(env),
     assertion: null,
+    transmitters: [],
   }
 }

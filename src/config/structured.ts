@@ -35,6 +35,9 @@ import {
   type IntrospectionAuth,
   type IntrospectionConfig,
   type IntrospectionCredential,
+  type TransmitterConfig,
+  DEFAULT_SESSION_REVOCATION_S,
+  MAX_SESSION_REVOCATION_S,
   ConfigError,
   type RawEnv,
 } from './model'
@@ -55,6 +58,9 @@ import {
   logRequests,
   admin,
   audienceRule,
+  backchannelLogout,
+  sessionBound,
+  receiversNeedRevocations,
 } from './fields'
 import type { JWK } from 'jose'
 
@@ -111,7 +117,10 @@ const ISSUER_FIELDS = [
   'jwksStaleIfErrorSeconds',
   'jwksFetchTimeoutMs',
   'introspection',
+  'backchannelLogout',
 ]
+
+const LOGOUT_FIELDS = ['clientIds', 'requireTyp', 'sessionRevocationSeconds', 'revokeSubject']
 
 const INTROSPECTION_FIELDS = [
   'endpoint',
@@ -303,23 +312,43 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
   }
   const types = list(o, 'types', at('types'))
   const maxAge = text(o, 'maxTokenAgeSeconds', at('maxTokenAgeSeconds'))
+  const clockSkewS = integer(
+    o,
+    'clockSkewSeconds',
+    DEFAULT_CLOCK_SKEW_S,
+    0,
+    MAX_CLOCK_SKEW_S,
+    at('clockSkewSeconds'),
+  )
+  const maxTokenAgeS =
+    maxAge === undefined
+      ? null
+      : integer(o, 'maxTokenAgeSeconds', 0, 1, 365 * 86_400, at('maxTokenAgeSeconds'))
+  let logout: IssuerConfig['backchannelLogout'] = null
+  if (o.backchannelLogout !== undefined) {
+    const lo = object(o.backchannelLogout, at('backchannelLogout'))
+    only(lo, at('backchannelLogout'), LOGOUT_FIELDS)
+    const lat = (k: string) => `${at('backchannelLogout')}.${k}`
+    if (lo.clientIds === undefined) throw new ConfigError(lat('clientIds'), 'is required')
+    logout = backchannelLogout(
+      lo,
+      lat,
+      {
+        clientIds: 'clientIds',
+        requireTyp: 'requireTyp',
+        session: 'sessionRevocationSeconds',
+        revokeSubject: 'revokeSubject',
+      },
+      sessionBound(maxTokenAgeS, clockSkewS),
+    )
+  }
   return {
     issuer,
     keySource,
     ...audience,
     algorithms: algs,
-    clockSkewS: integer(
-      o,
-      'clockSkewSeconds',
-      DEFAULT_CLOCK_SKEW_S,
-      0,
-      MAX_CLOCK_SKEW_S,
-      at('clockSkewSeconds'),
-    ),
-    maxTokenAgeS:
-      maxAge === undefined
-        ? null
-        : integer(o, 'maxTokenAgeSeconds', 0, 1, 365 * 86_400, at('maxTokenAgeSeconds')),
+    clockSkewS,
+    maxTokenAgeS,
     types: types ?? [...DEFAULT_TOKEN_TYPES],
     typeOptional: types === undefined,
     jwks: jwksPolicy(o, at, {
@@ -329,6 +358,111 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
       timeout: 'jwksFetchTimeoutMs',
     }),
     introspection: introspectionOf(o.introspection, at('introspection'), issuer, env),
+    backchannelLogout: logout,
+  }
+}
+
+/** What a transmitter adds to an issuer's verification fields (jwksUrl, keys, audiences, ...). */
+const TRANSMITTER_FIELDS = [
+  'issuers',
+  'credentialChange',
+  'emailClaim',
+  'authorizationSecret',
+  'sessionRevocationSeconds',
+]
+/** Issuer fields that mean nothing for a transmitter's SETs. */
+const NOT_FOR_TRANSMITTERS = [
+  'hmacSecret',
+  'clientIds',
+  'clientIdClaim',
+  'types',
+  'maxTokenAgeSeconds',
+  'introspection',
+  'backchannelLogout',
+]
+/** RFC 8417 §2.3: the media type a SET may declare in `typ`. */
+export const SET_TYPE = 'secevent+jwt'
+
+/**
+ * SSF 1.0 §7.2: Transmitter Configuration Metadata sits at the issuer with
+ * `/.well-known/ssf-configuration` inserted between host and path (as RFC 8414 does).
+ */
+export function ssfDiscoveryUrl(issuer: string, path: string): string {
+  const u = new URL(issuer)
+  const tail = u.pathname.replace(/\/+$/, '')
+  return keyUrl(path, `${u.origin}/.well-known/ssf-configuration${tail}`)
+}
+
+function transmitterOf(
+  raw: unknown,
+  path: string,
+  env: RawEnv,
+  issuers: readonly IssuerConfig[],
+): TransmitterConfig {
+  const o = object(raw, path)
+  only(o, path, [...ISSUER_FIELDS, ...TRANSMITTER_FIELDS])
+  for (const k of NOT_FOR_TRANSMITTERS) {
+    if (o[k] !== undefined) throw new ConfigError(`${path}.${k}`, 'is not a transmitter field')
+  }
+  const at = (k: string) => `${path}.${k}`
+  const verifying = Object.fromEntries(
+    Object.entries(o).filter(([k]) => !TRANSMITTER_FIELDS.includes(k)),
+  )
+  const base = issuerOf(verifying, path, env)
+  const keySource =
+    base.keySource.kind === 'discovery'
+      ? {
+          kind: 'discovery' as const,
+          url: ssfDiscoveryUrl(base.issuer, at('issuer')),
+          issuer: base.issuer,
+        }
+      : base.keySource
+  // A SET says `secevent+jwt` or nothing; an access or logout token must not pass as one.
+  const signer: IssuerConfig = { ...base, keySource, types: [SET_TYPE], typeOptional: true }
+
+  const known = issuers.map((i) => i.issuer)
+  const own = known.includes(base.issuer) ? [base.issuer] : undefined
+  const revokes = list(o, 'issuers', at('issuers')) ?? own
+  if (!revokes) {
+    throw new ConfigError(
+      at('issuers'),
+      'is required: the GATEWAY.issuers whose tokens this transmitter may revoke',
+    )
+  }
+  for (const iss of revokes) {
+    if (!known.includes(iss))
+      throw new ConfigError(at('issuers'), `"${iss}" is not in GATEWAY.issuers`)
+  }
+  const credentialChange = text(o, 'credentialChange', at('credentialChange')) ?? 'revoke'
+  if (credentialChange !== 'revoke' && credentialChange !== 'ignore') {
+    throw new ConfigError(
+      at('credentialChange'),
+      `must be revoke or ignore (got "${credentialChange}")`,
+    )
+  }
+  const emailClaim = text(o, 'emailClaim', at('emailClaim')) ?? null
+  // Revocations are kept per subject; a claim other than sub would need a kind of its own.
+  if (emailClaim !== null && emailClaim !== 'sub') {
+    throw new ConfigError(at('emailClaim'), `must be "sub" (the only claim revocations key on)`)
+  }
+  const authorization =
+    o.authorizationSecret === undefined
+      ? null
+      : secretNamed(o, 'authorizationSecret', at('authorizationSecret'), env)
+  return {
+    signer,
+    issuers: revokes,
+    credentialChange,
+    emailClaim,
+    authorization,
+    sessionRevocationS: integer(
+      o,
+      'sessionRevocationSeconds',
+      DEFAULT_SESSION_REVOCATION_S,
+      60,
+      MAX_SESSION_REVOCATION_S,
+      at('sessionRevocationSeconds'),
+    ),
   }
 }
 
@@ -579,7 +713,7 @@ function assertionKeys(o: Obj, env: RawEnv, needed: boolean): AssertionKeys | nu
 
 export function structuredMode(env: RawEnv): GatewayConfig {
   const g = object(env.GATEWAY, 'GATEWAY')
-  only(g, 'GATEWAY', ['realm', 'serverTiming', 'issuers', 'routes', 'assertion'])
+  only(g, 'GATEWAY', ['realm', 'serverTiming', 'issuers', 'routes', 'assertion', 'transmitters'])
   const rawIssuers = array(g, 'issuers', 'GATEWAY.issuers') ?? []
   const issuers = rawIssuers.map((raw, i) => issuerOf(raw, `GATEWAY.issuers[${i}]`, env))
   const seen = new Set<string>()
@@ -587,6 +721,25 @@ export function structuredMode(env: RawEnv): GatewayConfig {
     if (seen.has(iss.issuer)) throw new ConfigError(`GATEWAY.issuers[${i}].issuer`, 'appears twice')
     seen.add(iss.issuer)
   })
+  const rawTransmitters = array(g, 'transmitters', 'GATEWAY.transmitters') ?? []
+  const transmitters = rawTransmitters.map((raw, i) =>
+    transmitterOf(raw, `GATEWAY.transmitters[${i}]`, env, issuers),
+  )
+  transmitters.forEach((t, i) => {
+    // The SET's iss picks the transmitter: two with one iss would make that a guess.
+    if (transmitters.findIndex((o) => o.signer.issuer === t.signer.issuer) !== i) {
+      throw new ConfigError(`GATEWAY.transmitters[${i}].issuer`, 'appears twice')
+    }
+  })
+  const logoutAt = issuers.findIndex((i) => i.backchannelLogout !== null)
+  receiversNeedRevocations(
+    env,
+    logoutAt !== -1
+      ? `GATEWAY.issuers[${logoutAt}].backchannelLogout`
+      : transmitters.length > 0
+        ? 'GATEWAY.transmitters'
+        : null,
+  )
   const rawRoutes = array(g, 'routes', 'GATEWAY.routes')
   if (!rawRoutes || rawRoutes.length === 0)
     throw new ConfigError('GATEWAY.routes', 'needs at least one route')
@@ -620,5 +773,6 @@ export function structuredMode(env: RawEnv): GatewayConfig {
       env,
       routes.some((r) => r.assertion !== null),
     ),
+    transmitters,
   }
 }

@@ -9,6 +9,7 @@ import {
   bearer,
   body,
   captureLogs,
+  freshKv,
   gatewayEnv,
   makeKey,
   mint,
@@ -625,18 +626,3 @@ describe('the snapshot of the list', () => {
     expect(calls.list).toBe(1)
   })
 })
-
-let kvCount = 0
-/** A KV namespace nobody else writes to: same binding, keys isolated by a per-test prefix view. */
-async function freshKv(): Promise<KVNamespace> {
-  const prefix = `t${++kvCount}-${crypto.randomUUID()}/`
-  return {
-    get: (k: string, o?: unknown) => KV.get(prefix + k, o as 'text'),
-    put: (k: string, v: string, o?: KVNamespacePutOptions) => KV.put(prefix + k, v, o),
-    delete: (k: string) => KV.delete(prefix + k),
-    async list(o?: KVNamespaceListOptions) {
-      const page = await KV.list({ ...o, prefix: prefix + (o?.prefix ?? '') })
-      return { ...page, keys: page.keys.map((k) => ({ ...k, name: k.name.slice(prefix.length) })) }
-    },
-  } as unknown as KVNamespace
-}

@@ -5,7 +5,8 @@
  * generator. Prints `{"port":N}` on stdout once listening.
  *
  *   GET /jwks     the JWKS given as argv[2] (a JSON file), Cache-Control: max-age=600
- *   GET /_stats   request counts since the last /_stats: {"origin":N,"jwks":N}; not counted
+ *   POST /introspect  the RFC 7662 answer given as argv[3] (a JSON file), for the opaque scenario
+ *   GET /_stats   request counts since the last /_stats: {"origin":N,"jwks":N,"introspect":N}; not counted
  *   anything else a tiny 200 text/plain body ("ok"), counted as an origin call
  *
  * Only what the bench sends is parsed: a request line, headers, and a Content-Length body (the
@@ -15,6 +16,9 @@ import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 
 const jwksBody = Buffer.from(readFileSync(process.argv[2] ?? '', 'utf8'))
+const introspectBody = Buffer.from(
+  process.argv[3] ? readFileSync(process.argv[3], 'utf8') : '{"active":false}',
+)
 
 /** @param {number} status @param {string} type @param {Buffer} body @param {string} [extra] */
 function response(status, type, body, extra = '') {
@@ -27,9 +31,10 @@ function response(status, type, body, extra = '') {
 
 const OK = response(200, 'text/plain', Buffer.from('ok'))
 const JWKS = response(200, 'application/json', jwksBody, 'cache-control: public, max-age=600\r\n')
+const INTROSPECT = response(200, 'application/json', introspectBody)
 const NOT_IMPLEMENTED = response(501, 'text/plain', Buffer.from('chunked bodies not supported'))
 
-const counts = { origin: 0, jwks: 0 }
+const counts = { origin: 0, jwks: 0, introspect: 0 }
 
 /** @param {import('node:net').Socket} socket */
 function serve(socket) {
@@ -65,10 +70,14 @@ function serve(socket) {
       if (path === '/jwks') {
         counts.jwks++
         out.push(JWKS)
+      } else if (path === '/introspect') {
+        counts.introspect++
+        out.push(INTROSPECT)
       } else if (path === '/_stats') {
         out.push(response(200, 'application/json', Buffer.from(JSON.stringify(counts))))
         counts.origin = 0
         counts.jwks = 0
+        counts.introspect = 0
       } else {
         counts.origin++
         out.push(OK)

@@ -38,7 +38,7 @@ const { values: opt } = parseArgs({
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '16' },
     algs: { type: 'string', default: ALGORITHMS.join(',') },
-    scenarios: { type: 'string', default: 'repeated,unique,invalid,revoked' },
+    scenarios: { type: 'string', default: 'repeated,unique,invalid,revoked,opaque' },
     generator: { type: 'string', default: 'auto' },
     pool: { type: 'string', default: '50000' },
     gateway: { type: 'string', default: 'src/index.ts' },
@@ -57,7 +57,7 @@ if (opt.help) {
   --rounds N        interleaved rounds; the tables show medians (default 3)
   --connections N   concurrent keep-alive connections (default 16)
   --algs LIST       RS256,ES256,EdDSA (default all)
-  --scenarios LIST  repeated,unique,invalid,revoked (default all)
+  --scenarios LIST  repeated,unique,invalid,revoked,opaque (default all)
   --generator G     auto | wrk | autocannon (auto: wrk when installed)
   --pool N          distinct tokens per algorithm for the unique scenario (default 50000)
   --gateway PATH    the gateway's entry point (default src/index.ts)
@@ -77,7 +77,7 @@ const ALGS = /** @type {import('./tokens.mjs').Alg[]} */ (opt.algs.split(',').fi
 const SCENARIOS = opt.scenarios.split(',').filter(Boolean)
 for (const a of ALGS) if (!ALGORITHMS.includes(a)) throw new Error(`--algs: unknown ${a}`)
 for (const s of SCENARIOS) {
-  if (!['repeated', 'unique', 'invalid', 'revoked'].includes(s))
+  if (!['repeated', 'unique', 'invalid', 'revoked', 'opaque'].includes(s))
     throw new Error(`--scenarios: unknown ${s}`)
 }
 
@@ -87,6 +87,8 @@ const TARGET_UNIQUE_VS_HONO_JOSE = 1.0
 const TARGET_INVALID_VS_PASSTHROUGH = 2
 const TARGET_REVOCATION_COST = 0.05
 const TARGET_BUNDLE_GZIP_KIB = 100
+/** An opaque token answered from the introspection cache costs no more than a repeated JWT (± noise). */
+const TARGET_OPAQUE_VS_REPEATED = 0.95
 /** "No heavy work at module scope": evaluating the bundle should cost about what its libraries do. */
 const TARGET_MODULE_EVAL_MS = 10
 
@@ -95,6 +97,8 @@ const STATUS_TOLERANCE = 0.001
 const CLK_TCK = 100
 const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef0123456789'
 const REQUEST_PATH = '/bench/orders?page=1'
+/** The opaque scenario's token (RFC 6750 b64token, not JWS-shaped), introspected once, then cached. */
+const OPAQUE_TOKEN = 'bench_opaque_token_0123456789abcdefghijklmnopqrstuvwxyz'
 
 /** The command line as typed, for the reports. */
 const COMMAND = ['npm run bench', ...(process.argv.length > 2 ? ['--'] : [])]
@@ -204,6 +208,13 @@ const WORKERS = [
   // Not a gateway: the least work a cached repeated token needs (no verification), as a limit.
   { id: 'e', name: 'floor', label: '(e) floor', entry: join(here, 'workers/floor.ts') },
   { id: 'dr', name: 'gateway-rev', label: '(d) + revocation', entry: resolve(root, opt.gateway) },
+  // The same bundle with an issuer that introspects opaque tokens (RFC 7662), for the opaque scenario.
+  {
+    id: 'do',
+    name: 'gateway-opaque',
+    label: '(d) + introspection',
+    entry: resolve(root, opt.gateway),
+  },
   // The same bundle with LOG_REQUESTS=refused: no log line for forwarded requests.
   ...(opt.profile
     ? []
@@ -316,9 +327,9 @@ const freePort = () =>
   })
 
 /** @returns {Promise<{ port: number, pid: number, stop: () => void }>} */
-function startOrigin(jwksFile) {
+function startOrigin(jwksFile, introspectionFile) {
   return new Promise((resolveOrigin, reject) => {
-    const child = spawn(process.execPath, [join(here, 'origin.mjs'), jwksFile], {
+    const child = spawn(process.execPath, [join(here, 'origin.mjs'), jwksFile, introspectionFile], {
       stdio: ['pipe', 'pipe', 'inherit'],
     })
     child.on('error', reject)
@@ -437,10 +448,11 @@ if (opt.profile) {
     `import './silence-console.mjs'\nexport { default } from ${JSON.stringify(byId.d.entry)}\n`,
   )
 }
-for (const w of WORKERS.filter((w) => w.id !== 'dr' && w.id !== 'dl'))
+for (const w of WORKERS.filter((w) => w.id !== 'dr' && w.id !== 'dl' && w.id !== 'do'))
   bundles[w.id] = await bundle(w)
 bundles.dr = bundles.d
 bundles.dl = bundles.d
+bundles.do = bundles.d
 
 say('measuring bundle size (wrangler deploy --dry-run) and module evaluation time')
 const wrangler = opt.profile ? null : wranglerSize(byId.d.entry)
@@ -450,7 +462,20 @@ if (!opt.profile) for (const id of ['a', 'b', 'c', 'd']) evalMs[id] = moduleEval
 
 const tokens = await prepareTokens(OUT, POOL, say)
 writeFileSync(join(OUT, 'jwks.json'), JSON.stringify(tokens.jwks))
-const origin = await startOrigin(join(OUT, 'jwks.json'))
+// Active for an hour past the run's start: every opaque request after the first is a cache hit.
+writeFileSync(
+  join(OUT, 'introspection.json'),
+  JSON.stringify({
+    active: true,
+    iss: ISSUER,
+    sub: 'bench-user',
+    aud: AUDIENCE,
+    scope: 'read',
+    exp: Math.floor(Date.now() / 1000) + 3600,
+    token_type: 'Bearer',
+  }),
+)
+const origin = await startOrigin(join(OUT, 'jwks.json'), join(OUT, 'introspection.json'))
 const ORIGIN = `http://127.0.0.1:${origin.port}`
 const originStats = async () => JSON.parse((await get(`${ORIGIN}/_stats`)).body)
 
@@ -459,6 +484,25 @@ const gatewayVars = {
   JWT_ISSUER: ISSUER,
   JWT_AUDIENCE: AUDIENCE,
   JWKS_URL: `${ORIGIN}/jwks`,
+}
+/** (d) + introspection: the same issuer and origin in structured mode, opaque tokens introspected. */
+const opaqueVars = {
+  GATEWAY: JSON.stringify({
+    issuers: [
+      {
+        issuer: ISSUER,
+        audiences: [AUDIENCE],
+        jwksUrl: `${ORIGIN}/jwks`,
+        introspection: {
+          endpoint: `${ORIGIN}/introspect`,
+          clientId: 'bench-gateway',
+          clientSecret: 'INTROSPECTION_SECRET',
+        },
+      },
+    ],
+    routes: [{ path: '/', origin: ORIGIN }],
+  }),
+  INTROSPECTION_SECRET: 'bench-introspection-secret-0123456789',
 }
 const inspectorPort = opt.profile ? await freePort() : undefined
 // Fixed ports rather than unsafeGetDirectURL(), which never settles while the inspector is on.
@@ -492,7 +536,9 @@ const mf = new Miniflare(
             ? { ...gatewayVars, ADMIN_TOKEN }
             : w.id === 'dl'
               ? { ...gatewayVars, LOG_REQUESTS: 'refused' }
-              : gatewayVars,
+              : w.id === 'do'
+                ? opaqueVars
+                : gatewayVars,
       kvNamespaces: w.id === 'dr' ? { REVOCATIONS: 'bench-revocations' } : undefined,
       unsafeDirectSockets: [{ host: '127.0.0.1', port: ports[w.id] }],
     })),
@@ -541,6 +587,13 @@ try {
     }
   }
 
+  // The opaque scenario's token must pass through introspection before it is measured.
+  const opaque = await get(url.do, OPAQUE_TOKEN)
+  if (opaque.status !== 200)
+    throw new Error(
+      `(d) + introspection answered ${opaque.status} to the opaque token: ${opaque.body.slice(0, 300)}`,
+    )
+
   // Revocation: on once the gateway has the admin API; until then the scenario is n/a.
   /** @type {Record<string, string | null>} */
   const revocation = {}
@@ -572,6 +625,7 @@ try {
     unique: ['b', 'c', 'd', 'dr', 'dl'],
     invalid: ['b', 'c', 'd'],
     revoked: revocationOn ? ['dr'] : [],
+    opaque: ['do'],
   }
   /** Next pool index per worker and alg: tokens are never reused until the pool wraps. */
   const cursor = new Map()
@@ -593,7 +647,9 @@ try {
         ? tokens.invalid[alg]
         : scenario === 'revoked'
           ? tokens.revoked[alg].token
-          : tokens.valid[alg]
+          : scenario === 'opaque'
+            ? OPAQUE_TOKEN
+            : tokens.valid[alg]
     return runLoad(generator, { ...spec, token })
   }
 
@@ -628,6 +684,7 @@ try {
       wrongStatus,
       originCallsPerReq: calls.origin / Math.max(1, r.requests),
       jwksCalls: calls.jwks,
+      introspectionCalls: calls.introspect ?? 0,
       workerdUsPerReq: (workerdS * 1e6) / Math.max(1, r.requests),
       workerdCpuPct: (100 * workerdS) / r.seconds,
       generatorCpuPct: (100 * r.cpuS) / r.seconds,
@@ -916,6 +973,16 @@ function buildReport({
         `${alg} invalid token: (d) rejections ≥ ${TARGET_INVALID_VS_PASSTHROUGH}× (a) req/s, no origin call`,
         `${x2(v)}, ${f2(calls)} origin calls/req`,
         v >= TARGET_INVALID_VS_PASSTHROUGH && calls === 0,
+      ])
+    }
+    if (SCENARIOS.includes('opaque') && SCENARIOS.includes('repeated')) {
+      // Same round, same alg block: the opaque token's cache hit against the repeated JWT's.
+      const v = ratio(alg, ['opaque', 'do'], ['repeated', 'd'])
+      const calls = med(alg, 'opaque', 'do', 'introspectionCalls')
+      targets.push([
+        `${alg} block, opaque token (introspection cache hits): (d) + introspection ≥ ${TARGET_OPAQUE_VS_REPEATED}× (d) repeated JWT req/s`,
+        `${x2(v)}; CPU ${f0(med(alg, 'opaque', 'do', 'workerdUsPerReq'))} vs ${f0(med(alg, 'repeated', 'd', 'workerdUsPerReq'))} µs/req; ${f0(calls)} introspection calls per run`,
+        v >= TARGET_OPAQUE_VS_REPEATED,
       ])
     }
     for (const scenario of ['repeated', 'unique'].filter((s) => SCENARIOS.includes(s))) {

@@ -32,6 +32,29 @@ export type ReasonCode =
   | 'token_inactive'
   /** An opaque token not in the cache while this isolate's introspection call budget is spent. */
   | 'introspection_throttled'
+  // sender binding: the token's cnf against the request (RFC 9449 DPoP, RFC 8705 mTLS)
+  | 'bad_cnf'
+  | 'dpop_downgrade'
+  | 'dpop_token_unbound'
+  | 'mtls_cert_missing'
+  | 'mtls_cert_mismatch'
+  | 'binding_required'
+  // the DPoP proof itself (RFC 9449 §4.3)
+  | 'dpop_multiple_proofs'
+  | 'dpop_proof_missing'
+  | 'dpop_malformed'
+  | 'dpop_bad_typ'
+  | 'dpop_alg_not_allowed'
+  | 'dpop_bad_jwk'
+  | 'dpop_bad_signature'
+  | 'dpop_htm_mismatch'
+  | 'dpop_htu_mismatch'
+  | 'dpop_iat_out_of_window'
+  | 'dpop_ath_mismatch'
+  | 'dpop_jkt_mismatch'
+  | 'dpop_replayed'
+  | 'dpop_nonce_required'
+  | 'dpop_replay_unavailable'
   // policy
   | 'insufficient_scope'
   | 'claim_mismatch'
@@ -79,8 +102,13 @@ export function messageOf(thrown: unknown): string {
 
 interface Answer {
   status: number
-  /** RFC 6750 error attribute; undefined means a challenge without one (RFC 6750 §3.1). */
-  oauthError?: 'invalid_request' | 'invalid_token' | 'insufficient_scope'
+  /** RFC 6750 / RFC 9449 §7.1 error attribute; undefined: a challenge without one (RFC 6750 §3.1). */
+  oauthError?:
+    | 'invalid_request'
+    | 'invalid_token'
+    | 'insufficient_scope'
+    | 'invalid_dpop_proof'
+    | 'use_dpop_nonce'
   /** The JSON body's `error` when there is no OAuth error code. */
   bodyError?: string
   description: string
@@ -92,6 +120,13 @@ const INVALID_TOKEN: Answer = {
   status: 401,
   oauthError: 'invalid_token',
   description: 'The access token is invalid',
+  challenge: true,
+}
+
+const INVALID_DPOP_PROOF: Answer = {
+  status: 401,
+  oauthError: 'invalid_dpop_proof',
+  description: 'The DPoP proof is invalid',
   challenge: true,
 }
 
@@ -153,9 +188,59 @@ function answerFor(code: ReasonCode): Answer {
     case 'verify_error':
     case 'token_revoked':
     case 'token_inactive':
+    case 'bad_cnf':
     // A flood of unknown opaque tokens is refused without asking the issuer (the log says why).
     case 'introspection_throttled':
       return INVALID_TOKEN
+    case 'dpop_downgrade':
+      return { ...INVALID_TOKEN, description: 'This access token must be used with DPoP' }
+    case 'dpop_token_unbound':
+      return { ...INVALID_TOKEN, description: 'This access token is not bound to a DPoP key' }
+    case 'mtls_cert_missing':
+    case 'mtls_cert_mismatch':
+      return {
+        ...INVALID_TOKEN,
+        description: 'This access token is bound to a client certificate that was not presented',
+      }
+    case 'binding_required':
+      return { ...INVALID_TOKEN, description: 'A sender-constrained access token is required' }
+    case 'dpop_multiple_proofs':
+      return {
+        status: 400,
+        oauthError: 'invalid_request',
+        description: 'Exactly one DPoP header is required',
+        challenge: true,
+      }
+    case 'dpop_proof_missing':
+      return { ...INVALID_DPOP_PROOF, description: 'A DPoP proof is required' }
+    case 'dpop_malformed':
+    case 'dpop_bad_typ':
+    case 'dpop_alg_not_allowed':
+    case 'dpop_bad_jwk':
+    case 'dpop_bad_signature':
+    case 'dpop_htm_mismatch':
+    case 'dpop_htu_mismatch':
+    case 'dpop_iat_out_of_window':
+    case 'dpop_ath_mismatch':
+    case 'dpop_jkt_mismatch':
+    case 'dpop_replayed':
+      return INVALID_DPOP_PROOF
+    case 'dpop_nonce_required':
+      return {
+        status: 401,
+        oauthError: 'use_dpop_nonce',
+        description: 'Resource server requires nonce in DPoP proof',
+        challenge: true,
+      }
+    case 'dpop_replay_unavailable':
+      // 503 like the revocation list: the proof may be fine, only its first use is unknown.
+      return {
+        status: 503,
+        bodyError: 'temporarily_unavailable',
+        description: 'The DPoP replay store could not be checked; retry shortly',
+        challenge: false,
+        retryAfterS: 5,
+      }
     case 'revocation_unavailable':
       // 503, not 401: the token may well be valid, and a 401 would make clients drop it.
       return {
@@ -226,8 +311,22 @@ function quoted(value: string): string {
   return `"${value.replace(/["\\]/g, '\\$&')}"`
 }
 
+/** Which authentication schemes the answer offers (RFC 9449 §7.1: one challenge per scheme). */
+export interface Challenges {
+  /** The route accepts the Bearer scheme. */
+  readonly bearer: boolean
+  /** The DPoP challenge's `algs` (space-separated), or null for no DPoP challenge. */
+  readonly dpopAlgs: string | null
+  /** The client used DPoP: the error attribute goes on the DPoP challenge, listed first. */
+  readonly usedDpop: boolean
+}
+
+/** Every answer before DPoP existed: one Bearer challenge. */
+export const BEARER_ONLY: Challenges = { bearer: true, dpopAlgs: null, usedDpop: false }
+
 export interface ToResponseOptions {
   realm: string
+  challenges?: Challenges
   /**
    * Replaces the generic description. Only config errors use it: the operator must see which
    * variable is wrong, and config text is the operator's, not the client's.
@@ -250,7 +349,10 @@ export function toResponse(err: GatewayError, opts: ToResponseOptions): Response
   // Only the generic answers are shared; one naming a variable or a scope is built each time.
   const shared =
     opts.description === undefined && err.publicDescription === undefined && err.scope === undefined
-  const memo = shared ? `${err.code}\n${opts.realm}` : undefined
+  const c = opts.challenges ?? BEARER_ONLY
+  const memo = shared
+    ? `${err.code}\n${opts.realm}\n${c.bearer}\n${c.usedDpop}\n${c.dpopAlgs}`
+    : undefined
   let answer = memo === undefined ? undefined : prepared.get(memo)
   if (answer === undefined) {
     answer = prepare(err, opts)
@@ -267,13 +369,27 @@ function prepare(err: GatewayError, opts: ToResponseOptions): Prepared {
     ['cache-control', 'no-store'],
   ]
   if (a.challenge) {
-    const params = [`realm=${quoted(opts.realm)}`]
-    if (a.oauthError) {
-      params.push(`error=${quoted(a.oauthError)}`, `error_description=${quoted(description)}`)
+    const c = opts.challenges ?? BEARER_ONLY
+    const proofError = a.oauthError === 'invalid_dpop_proof' || a.oauthError === 'use_dpop_nonce'
+    // A proof error is only meaningful in the DPoP challenge; otherwise the error goes with the
+    // scheme the client used, or the only one the route accepts.
+    const dpop = c.dpopAlgs !== null || proofError
+    const onDpop = dpop && (proofError || c.usedDpop || !c.bearer)
+    const params = (withError: boolean) => {
+      const p = [`realm=${quoted(opts.realm)}`]
+      if (withError && a.oauthError) {
+        p.push(`error=${quoted(a.oauthError)}`, `error_description=${quoted(description)}`)
+      }
+      // Scope tokens are validated at config time: no quotes or backslashes can reach here.
+      if (withError && err.scope !== undefined) p.push(`scope=${quoted(err.scope)}`)
+      return p
     }
-    // Scope tokens are validated at config time: no quotes or backslashes can reach here.
-    if (err.scope !== undefined) params.push(`scope=${quoted(err.scope)}`)
-    headers.push(['www-authenticate', `Bearer ${params.join(', ')}`])
+    const bearer = c.bearer ? `Bearer ${params(!onDpop).join(', ')}` : null
+    const dpopChallenge = dpop
+      ? `DPoP ${[...params(onDpop), `algs=${quoted(c.dpopAlgs ?? '')}`].join(', ')}`
+      : null
+    const ordered = onDpop ? [dpopChallenge, bearer] : [bearer, dpopChallenge]
+    for (const value of ordered) if (value !== null) headers.push(['www-authenticate', value])
   }
   if (a.retryAfterS !== undefined) headers.push(['retry-after', String(a.retryAfterS)])
   const body = { error: a.oauthError ?? a.bodyError, error_description: description }

@@ -23,6 +23,11 @@ import type { Transmitter } from './revocation/signals'
 import { RejectedTokenCache, VerifiedTokenCache } from './auth/token-cache'
 import type { Issuer } from './auth/verify'
 import { Introspector } from './auth/introspection'
+import { LocalReplayCache, type ReplayNamespace } from './auth/dpop-replay'
+import { NonceSource } from './auth/dpop-nonce'
+import type { SenderState } from './auth/sender'
+import { CLIENT_CERT_CHAIN_HEADER, CLIENT_CERT_HEADER } from './auth/mtls'
+import type { Challenges } from './errors'
 
 export interface Gateway {
   readonly config: GatewayConfig
@@ -46,6 +51,15 @@ export interface Gateway {
   readonly transmitters: readonly Transmitter[]
   /** jti of the logout tokens and SETs this isolate acted on. */
   readonly replays: ReplayMemory
+  /** DPoP and mTLS checking state: the proof replay memory, nonces, the replay store. */
+  readonly sender: SenderState
+  /** Per route, the challenges of its 401s: as configured, and for a request that used DPoP. */
+  readonly challenges: ReadonlyMap<RouteConfig, RouteChallenges>
+}
+
+export interface RouteChallenges {
+  readonly bearer: Challenges
+  readonly dpop: Challenges
 }
 
 export type GatewayResult = { ok: true; gateway: Gateway } | { ok: false; error: ConfigError }
@@ -69,6 +83,23 @@ function skewOf(issuers: GatewayConfig['issuers']): (issuer: string) => number {
   return (issuer) => skew.get(issuer) ?? 0
 }
 
+/** Which schemes a route's refusals offer (RFC 9449 §7.1): DPoP once the route asks for it. */
+function routeChallenges(
+  route: RouteConfig,
+  issuers: GatewayConfig['issuers'],
+  algs: string,
+): RouteChallenges {
+  const trusted = issuers.filter((i) => route.issuers.includes(i.issuer))
+  const bearer =
+    route.binding !== 'dpop' && !(trusted.length > 0 && trusted.every((i) => i.binding === 'dpop'))
+  const modes = [route.binding, ...trusted.map((i) => i.binding)]
+  const advertise = route.dpopNonce || modes.some((m) => m === 'dpop' || m === 'any')
+  return {
+    bearer: { bearer, dpopAlgs: advertise ? algs : null, usedDpop: false },
+    dpop: { bearer, dpopAlgs: algs, usedDpop: true },
+  }
+}
+
 function build(config: GatewayConfig, env: object): Gateway {
   const issuers: Issuer[] = config.issuers.map((c) => ({
     config: c,
@@ -81,6 +112,8 @@ function build(config: GatewayConfig, env: object): Gateway {
       ...r.identity.claimHeaders.map(([name]) => name),
       ...(r.assertion ? [r.assertion.header] : []),
     ]),
+    // Without a trusted proxy in front, a client could name any certificate it likes.
+    ...(config.mtls.trustClientCertHeader ? [] : [CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER]),
   ])
   const introspectors = new Map(
     config.issuers.filter((c) => c.introspection).map((c) => [c.issuer, new Introspector(c)]),
@@ -90,6 +123,7 @@ function build(config: GatewayConfig, env: object): Gateway {
     const i = r.opaqueIssuer === null ? undefined : introspectors.get(r.opaqueIssuer)
     if (i) routeIntrospector.set(r, i)
   }
+  const algs = config.dpop.algorithms.join(' ')
   return {
     config,
     issuers,
@@ -112,6 +146,15 @@ function build(config: GatewayConfig, env: object): Gateway {
       },
     })),
     replays: new ReplayMemory(),
+    sender: {
+      dpop: config.dpop,
+      mtls: config.mtls,
+      local: new LocalReplayCache(),
+      nonces: config.dpop.nonceSecret === null ? null : new NonceSource(config.dpop.nonceSecret),
+      replay:
+        config.dpop.replay === null ? null : (env as { DPOP_REPLAY: ReplayNamespace }).DPOP_REPLAY,
+    },
+    challenges: new Map(config.routes.map((r) => [r, routeChallenges(r, config.issuers, algs)])),
   }
 }
 

@@ -6,11 +6,13 @@
 import { Hono } from 'hono'
 import { handleAdmin, isAdminPath } from './admin'
 import { authenticate, needsAuth, verified } from './auth/authenticate'
-import { bearerToken, findToken } from './auth/credentials'
-import { GatewayError, toResponse } from './errors'
+import { authorizationToken, findToken } from './auth/credentials'
+import { bindSender, senderPolicy, type SenderAnswer } from './auth/sender'
+import type { Identity } from './auth/identity'
+import { GatewayError, toResponse, type Challenges } from './errors'
 import { forward, originHeaders, originTarget } from './proxy/forward'
 import { gatewayFor, type Gateway } from './gateway'
-import { identityHeaders } from './proxy/identity-headers'
+import { bindingHeaders, identityHeaders } from './proxy/identity-headers'
 import { requestLog, type MetricsSink, type RequestLog } from './observability/log'
 import { checkPolicy } from './proxy/policy'
 import type { Background } from './revocation/list'
@@ -18,6 +20,14 @@ import { matchPath, matchRoute } from './proxy/routes'
 
 export interface Env {
   readonly [name: string]: unknown
+}
+
+// The optional DPoP replay store: bind it as DPOP_REPLAY (docs/dpop-mtls.md#replay).
+export { DpopReplayStore } from './auth/dpop-replay'
+
+/** What the answer needs to know from the stages, for a refusal as for a success. */
+interface Answer extends SenderAnswer {
+  challenges?: Challenges
 }
 
 const app = new Hono<{ Bindings: Env }>()
@@ -46,16 +56,30 @@ app.all('*', async (c) => {
     return finish(toResponse(err, { realm: 'gateway', description }), log, err)
   }
   const gateway = built.gateway
+  const answer: Answer = {}
   try {
     const ctx = c.executionCtx
     const background = (work: Promise<unknown>) => ctx.waitUntil(work)
-    return finish(await pipeline(request, gateway, log, c.env, background), log, undefined, gateway)
+    const res = await pipeline(request, gateway, log, c.env, background, answer)
+    if (answer.dpopNonce !== undefined) res.headers.set('dpop-nonce', answer.dpopNonce)
+    return finish(res, log, undefined, gateway)
   } catch (thrown) {
     const err =
       thrown instanceof GatewayError ? thrown : new GatewayError('internal_error', String(thrown))
-    return finish(toResponse(err, { realm: gateway.config.realm }), log, err, gateway)
+    const res = toResponse(err, { realm: gateway.config.realm, challenges: answer.challenges })
+    // RFC 9449 §8: the nonce to use comes with the refusal that asks for it.
+    if (answer.dpopNonce !== undefined && res.status === 401) {
+      res.headers.set('dpop-nonce', answer.dpopNonce)
+    }
+    return finish(res, log, err, gateway)
   }
 })
+
+/** Did the client use the DPoP scheme? Read before parsing, so even a malformed one is answered in kind. */
+function usesDpop(request: Request): boolean {
+  const authorization = request.headers.get('authorization')
+  return authorization !== null && /^dpop(?: |$)/i.test(authorization)
+}
 
 async function pipeline(
   request: Request,
@@ -63,20 +87,43 @@ async function pipeline(
   log: RequestLog,
   env: Env,
   background: Background,
+  answer: Answer,
 ): Promise<Response> {
   const url = new URL(request.url)
+  const dpop = usesDpop(request)
 
   // The gateway's own paths never reach the origin, whatever their method or credentials.
-  if (isAdminPath(url.pathname, gateway.config.admin.prefix)) return admin(request, gateway, log)
+  if (isAdminPath(url.pathname, gateway.config.admin.prefix)) {
+    if (dpop) {
+      const dpopAlgs = gateway.config.dpop.algorithms.join(' ')
+      answer.challenges = { bearer: true, dpopAlgs, usedDpop: true }
+    }
+    return admin(request, gateway, log, answer)
+  }
 
   const route = matchRoute(gateway.config.routes, url.host, matchPath(url.pathname), request.method)
   if (route === null) throw new GatewayError('no_route')
   log.route(route.name)
+  const challenges = gateway.challenges.get(route)!
+  answer.challenges = dpop ? challenges.dpop : challenges.bearer
 
   const verify = needsAuth(route, request)
   const opaque = gateway.routeIntrospector.has(route)
   const found = verify ? findToken(request, url, route.sources, opaque) : null
   const identity = verify ? await authenticate(found, route, gateway, log, io, background) : null
+  const binding =
+    identity && found
+      ? await bindSender(
+          request,
+          url,
+          found,
+          identity,
+          senderPolicy(route, issuerConfig(gateway, identity)),
+          gateway.sender,
+          io.now(),
+          answer,
+        )
+      : null
   if (identity) checkPolicy(identity, route)
 
   const headers = originHeaders(
@@ -86,8 +133,18 @@ async function pipeline(
     gateway.droppedHeaders.get(route)!,
     found?.source ?? null,
   )
+  if (binding) {
+    log.binding(binding.kind)
+    for (const [name, value] of bindingHeaders(binding, route.identity)) headers.set(name, value)
+  }
   if (identity && route.assertion && gateway.assertion) {
-    const assertion = await gateway.assertion.sign(identity, route, route.assertion, io.now())
+    const assertion = await gateway.assertion.sign(
+      identity,
+      route,
+      route.assertion,
+      io.now(),
+      binding,
+    )
     headers.set(route.assertion.header, assertion)
   }
   headers.set('x-request-id', log.requestId)
@@ -120,18 +177,31 @@ function metricsOf(env: Env): MetricsSink | undefined {
   return typeof m?.writeDataPoint === 'function' ? (m as MetricsSink) : undefined
 }
 
-function admin(request: Request, gateway: Gateway, log: RequestLog): Promise<Response> {
+function issuerConfig(gateway: Gateway, identity: Identity) {
+  return gateway.issuers.find((i) => i.config.issuer === identity.issuer)?.config
+}
+
+function admin(
+  request: Request,
+  gateway: Gateway,
+  log: RequestLog,
+  answer: Answer,
+): Promise<Response> {
   log.admin()
   return handleAdmin(request, {
     config: gateway.config,
     issuers: gateway.issuers,
     revocations: gateway.revocations,
     assertion: gateway.config.assertion,
-    // Self-service logout authenticates like any Authorization-header route, across all issuers.
+    // Self-service logout authenticates like any Authorization-header route, across all issuers,
+    // and a DPoP-bound token logs out with its proof, like anywhere else.
     authenticate: async (r) => {
-      const token = bearerToken(r.headers.get('authorization'))
-      if (token === null) throw new GatewayError('missing_token')
-      return verified(token, gateway.issuers, gateway, log, io)
+      const found = authorizationToken(r.headers.get('authorization'))
+      if (found === null) throw new GatewayError('missing_token')
+      const identity = await verified(found.token, gateway.issuers, gateway, log, io)
+      const policy = senderPolicy(null, issuerConfig(gateway, identity))
+      await bindSender(r, new URL(r.url), found, identity, policy, gateway.sender, io.now(), answer)
+      return identity
     },
     nowMs: io.now(),
     receivers: {

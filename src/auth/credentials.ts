@@ -35,16 +35,28 @@ function canonicalSegments(token: string): boolean {
   return true
 }
 
+/** How the token was presented: `Authorization: Bearer` (RFC 6750) or `DPoP` (RFC 9449 §7.1). */
+export type TokenScheme = 'bearer' | 'dpop'
+
 /**
  * Returns the token, or null when the request carries no bearer credentials at all.
  * @param authorization the Authorization header as the runtime gives it (repeats joined by ", ")
  * @param opaque whether a token that is not JWS-shaped may pass (to be introspected)
  */
 export function bearerToken(authorization: string | null, opaque = false): string | null {
-  return bearer(authorization, opaque)?.token ?? null
+  const found = authorizationToken(authorization, opaque)
+  return found?.scheme === 'bearer' ? found.token : null
 }
 
-function bearer(authorization: string | null, opaque: boolean): Checked | null {
+/**
+ * The token of a Bearer or DPoP Authorization header, or null when it carries neither.
+ * @param authorization the Authorization header as the runtime gives it (repeats joined by ", ")
+ * @param opaque whether a token that is not JWS-shaped may pass (to be introspected)
+ */
+export function authorizationToken(
+  authorization: string | null,
+  opaque = false,
+): (Checked & { readonly scheme: TokenScheme }) | null {
   if (authorization === null) return null
   // Before any scanning, so a megabyte of header costs one length check, whatever its scheme.
   if (authorization.length > MAX_AUTHORIZATION_BYTES) {
@@ -57,16 +69,22 @@ function bearer(authorization: string | null, opaque: boolean): Checked | null {
   const m = SCHEME.exec(authorization)
   if (!m)
     throw new GatewayError('malformed_request', 'Authorization is not "<scheme> <credentials>"')
-  // Another scheme (Basic, DPoP, ...) is not a bearer credential: answer as if none was sent.
-  if (m[1]!.toLowerCase() !== 'bearer') return null
+  // Another scheme (Basic, ...) is not a token credential: answer as if none was sent.
+  const scheme = m[1]!.toLowerCase()
+  if (scheme !== 'bearer' && scheme !== 'dpop') return null
   const token = m[2]
   if (token === undefined || token === '') {
-    throw new GatewayError('malformed_request', 'Bearer without a token')
+    throw new GatewayError('malformed_request', `${m[1]} without a token`)
   }
   if (/\s/.test(token)) {
     throw new GatewayError('malformed_request', 'text after the bearer token')
   }
-  return checkedToken(token, opaque)
+  return { ...checkedToken(token, opaque), scheme }
+}
+
+/** Strict JWS compact syntax with canonical base64url segments (no size check). */
+export function isCanonicalJws(text: string): boolean {
+  return JWS_COMPACT.test(text) && canonicalSegments(text)
 }
 
 interface Checked {
@@ -116,6 +134,8 @@ function cookieValues(header: string | null, name: string): string[] {
 
 export interface FoundToken extends Checked {
   readonly source: TokenSource
+  /** Cookies and query parameters are bearer tokens; only Authorization can say DPoP. */
+  readonly scheme: TokenScheme
 }
 
 /**
@@ -131,14 +151,14 @@ export function findToken(
   opaque = false,
 ): FoundToken | null {
   let found: FoundToken | null = null
-  const take = (checked: Checked, source: TokenSource) => {
+  const take = (checked: Checked, source: TokenSource, scheme: TokenScheme = 'bearer') => {
     if (found !== null) throw new GatewayError('malformed_request', 'token in more than one place')
-    found = { ...checked, source }
+    found = { ...checked, source, scheme }
   }
   for (const source of sources) {
     if (source.kind === 'header') {
-      const checked = bearer(request.headers.get('authorization'), opaque)
-      if (checked !== null) take(checked, source)
+      const checked = authorizationToken(request.headers.get('authorization'), opaque)
+      if (checked !== null) take(checked, source, checked.scheme)
     } else {
       const values =
         source.kind === 'cookie'

@@ -35,6 +35,14 @@ import {
   type LogRequests,
   type AudienceRule,
   DEFAULT_CLIENT_ID_CLAIM,
+  BINDING_MODES,
+  type BindingMode,
+  DEFAULT_DPOP_PROOF_WINDOW_S,
+  MAX_DPOP_PROOF_WINDOW_S,
+  DEFAULT_DPOP_REPLAY_TIMEOUT_MS,
+  MIN_DPOP_NONCE_SECRET_BYTES,
+  type DpopConfig,
+  type MtlsConfig,
 } from './model'
 // Validators read `src[key]` and name `path` in errors: the variable in simple mode,
 // `GATEWAY.routes[2].origin` in structured mode.
@@ -375,4 +383,73 @@ export function receiversNeedRevocations(env: RawEnv, what: string | null): void
       `a revocation store (KV or REVOCATION_LOG) is required by ${what}`,
     )
   }
+}
+
+export function bindingMode(src: RawEnv, key: string, path = key): BindingMode {
+  const value = text(src, key, path) ?? 'none'
+  if (!(BINDING_MODES as readonly string[]).includes(value)) {
+    throw new ConfigError(path, `must be ${BINDING_MODES.join(', ')} (got "${value}")`)
+  }
+  return value as BindingMode
+}
+
+/** The DPoP variables, the same in both modes. */
+export function dpop(env: RawEnv): DpopConfig {
+  const base = text(env, 'PUBLIC_BASE_URL')
+  let publicBaseUrl: string | null = null
+  if (base !== undefined) {
+    const url = absoluteUrl('PUBLIC_BASE_URL', base)
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new ConfigError('PUBLIC_BASE_URL', `must be an http or https URL (got "${base}")`)
+    }
+    if (url.search || url.hash || url.username || url.password) {
+      throw new ConfigError('PUBLIC_BASE_URL', 'must not contain a query, fragment or credentials')
+    }
+    publicBaseUrl = url.href.replace(/\/+$/, '')
+  }
+  const secret = text(env, 'DPOP_NONCE_SECRET') ?? null
+  if (secret !== null && new TextEncoder().encode(secret).length < MIN_DPOP_NONCE_SECRET_BYTES) {
+    throw new ConfigError(
+      'DPOP_NONCE_SECRET',
+      `must be at least ${MIN_DPOP_NONCE_SECRET_BYTES} bytes`,
+    )
+  }
+  const store = env.DPOP_REPLAY
+  if (
+    store !== undefined &&
+    (typeof store !== 'object' ||
+      store === null ||
+      typeof (store as { idFromName?: unknown }).idFromName !== 'function')
+  ) {
+    throw new ConfigError('DPOP_REPLAY', 'must be a Durable Object namespace binding')
+  }
+  return {
+    algorithms: algorithms(env, 'DPOP_ALGORITHMS'),
+    proofWindowS: integer(
+      env,
+      'DPOP_PROOF_WINDOW_SECONDS',
+      DEFAULT_DPOP_PROOF_WINDOW_S,
+      1,
+      MAX_DPOP_PROOF_WINDOW_S,
+    ),
+    publicBaseUrl,
+    nonceSecret: secret,
+    replay:
+      store === undefined
+        ? null
+        : {
+            failOpen: flag(env, 'DPOP_REPLAY_FAIL_OPEN', false),
+            timeoutMs: integer(
+              env,
+              'DPOP_REPLAY_TIMEOUT_MS',
+              DEFAULT_DPOP_REPLAY_TIMEOUT_MS,
+              50,
+              30_000,
+            ),
+          },
+  }
+}
+
+export function mtls(env: RawEnv): MtlsConfig {
+  return { trustClientCertHeader: flag(env, 'TRUST_CLIENT_CERT_HEADER', false) }
 }

@@ -64,6 +64,20 @@ export const MAX_SESSION_REVOCATION_S = 30 * 86_400
 export const MIN_ADMIN_TOKEN_LENGTH = 32
 export const IDENTITY_HEADER_PREFIX = 'x-auth-'
 
+/**
+ * Sender binding a token must show (RFC 9449 DPoP, RFC 8705 mTLS). `none`: Bearer and DPoP are both
+ * accepted, and a bound token still needs its proof; `any`: some binding is required.
+ */
+export const BINDING_MODES = ['none', 'dpop', 'mtls', 'any'] as const
+export type BindingMode = (typeof BINDING_MODES)[number]
+/** How far a DPoP proof's `iat` may be from now, either way (RFC 9449 §11.1), in seconds. */
+export const DEFAULT_DPOP_PROOF_WINDOW_S = 60
+export const MAX_DPOP_PROOF_WINDOW_S = 300
+/** How long one replay-store call may take before the store counts as unreachable. */
+export const DEFAULT_DPOP_REPLAY_TIMEOUT_MS = 1_000
+/** The nonce secret is an HMAC key: as long as the hash output (RFC 2104 §3). */
+export const MIN_DPOP_NONCE_SECRET_BYTES = 32
+
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
 export type HmacAlgorithm = (typeof HMAC_ALGORITHMS)[number]
 export type JwsAlgorithm = Algorithm | HmacAlgorithm
@@ -148,6 +162,8 @@ export interface IssuerConfig extends AudienceRule {
   readonly jwks: JwksPolicy
   /** Opaque (non-JWS) tokens of this issuer are introspected; null: they are refused. */
   readonly introspection: IntrospectionConfig | null
+  /** The binding every token of this issuer must show, on every route. */
+  readonly binding: BindingMode
   /** OpenID Connect Back-Channel Logout from this issuer; null: not accepted. */
   readonly backchannelLogout: BackchannelLogoutConfig | null
 }
@@ -243,6 +259,12 @@ export interface RouteConfig {
   readonly cors: boolean
   readonly originTimeoutMs: number
   readonly assertion: AssertionConfig | null
+  /** The binding tokens must show on this route (on top of their issuer's). */
+  readonly binding: BindingMode
+  /** Require a server nonce in DPoP proofs (RFC 9449 §8); needs DPOP_NONCE_SECRET. */
+  readonly dpopNonce: boolean
+  /** Accept a DPoP proof with a token that has no `cnf.jkt` (the token stays unbound). */
+  readonly allowUnboundDpop: boolean
 }
 
 export interface AssertionKeys {
@@ -276,6 +298,30 @@ export interface AdminConfig {
   readonly token: string | null
 }
 
+/** DPoP proof checking, the same for every route (flat variables in both modes). */
+export interface DpopConfig {
+  /** Proof signature algorithms accepted (asymmetric only), also sent as the challenge's `algs`. */
+  readonly algorithms: readonly Algorithm[]
+  readonly proofWindowS: number
+  /**
+   * The URL clients use to reach the gateway (scheme, host, optional path prefix), when another
+   * proxy in front changes it; null: the request URL as the Worker sees it.
+   */
+  readonly publicBaseUrl: string | null
+  /** HMAC key for stateless server nonces; null: no route may require nonces. */
+  readonly nonceSecret: string | null
+  /** The DPOP_REPLAY Durable Object binding's settings; null when it is not bound. */
+  readonly replay: { readonly failOpen: boolean; readonly timeoutMs: number } | null
+}
+
+export interface MtlsConfig {
+  /**
+   * Read the client certificate from an RFC 9440 `Client-Cert` header set by a trusted proxy in
+   * front. When false, that header is stripped from every request and never read.
+   */
+  readonly trustClientCertHeader: boolean
+}
+
 export interface GatewayConfig {
   readonly realm: string
   /** Send `Server-Timing: auth;dur=...` to clients (reveals cache hits; off unless asked for). */
@@ -291,6 +337,8 @@ export interface GatewayConfig {
   readonly assertion: AssertionKeys | null
   /** Shared Signals transmitters (structured mode); empty: the receiver is off. */
   readonly transmitters: readonly TransmitterConfig[]
+  readonly dpop: DpopConfig
+  readonly mtls: MtlsConfig
 }
 
 export type LogRequests = 'all' | 'refused'

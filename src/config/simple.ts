@@ -31,6 +31,9 @@ import {
   backchannelLogout,
   sessionBound,
   receiversNeedRevocations,
+  bindingMode,
+  dpop,
+  mtls,
 } from './fields'
 /** Simple mode: one issuer and one catch-all route, built from flat variables. */
 export function simpleMode(env: RawEnv): GatewayConfig {
@@ -76,6 +79,8 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     // Introspection is configured per issuer in structured mode only.
     introspection: null,
     backchannelLogout: logout,
+    // Simple mode has one route: its binding is the only one, so the issuer's is left at none.
+    binding: 'none',
   }
   const route: RouteConfig = {
     name: 'ORIGIN_URL',
@@ -94,6 +99,13 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     cors: false,
     originTimeoutMs: integer(env, 'ORIGIN_TIMEOUT_MS', DEFAULT_ORIGIN_TIMEOUT_MS, 100, 600_000),
     assertion: null,
+    binding: bindingMode(env, 'TOKEN_BINDING'),
+    dpopNonce: flag(env, 'DPOP_NONCE', false),
+    allowUnboundDpop: flag(env, 'DPOP_ALLOW_UNBOUND', false),
+  }
+  const dpopConfig = dpop(env)
+  if (route.dpopNonce && dpopConfig.nonceSecret === null) {
+    throw new ConfigError('DPOP_NONCE', 'needs DPOP_NONCE_SECRET (wrangler secret put)')
   }
   return {
     realm: realmOf(text(env, 'GATEWAY_REALM'), 'GATEWAY_REALM'),
@@ -105,5 +117,7 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     admin: admin(env),
     assertion: null,
     transmitters: [],
+    dpop: dpopConfig,
+    mtls: mtls(env),
   }
 }

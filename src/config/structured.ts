@@ -61,6 +61,9 @@ import {
   backchannelLogout,
   sessionBound,
   receiversNeedRevocations,
+  bindingMode,
+  dpop,
+  mtls,
 } from './fields'
 import type { JWK } from 'jose'
 
@@ -118,6 +121,7 @@ const ISSUER_FIELDS = [
   'jwksFetchTimeoutMs',
   'introspection',
   'backchannelLogout',
+  'binding',
 ]
 
 const LOGOUT_FIELDS = ['clientIds', 'requireTyp', 'sessionRevocationSeconds', 'revokeSubject']
@@ -358,6 +362,7 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
       timeout: 'jwksFetchTimeoutMs',
     }),
     introspection: introspectionOf(o.introspection, at('introspection'), issuer, env),
+    binding: bindingMode(o, 'binding', at('binding')),
     backchannelLogout: logout,
   }
 }
@@ -483,6 +488,9 @@ const ROUTE_FIELDS = [
   'cors',
   'originTimeoutMs',
   'assertion',
+  'binding',
+  'dpopNonce',
+  'allowUnboundDpop',
 ]
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
@@ -683,6 +691,9 @@ function routeOf(
       at('originTimeoutMs'),
     ),
     assertion: assertionOf(o, at('assertion')),
+    binding: bindingMode(o, 'binding', at('binding')),
+    dpopNonce: flag(o, 'dpopNonce', false, at('dpopNonce')),
+    allowUnboundDpop: flag(o, 'allowUnboundDpop', false, at('allowUnboundDpop')),
   }
 }
 
@@ -760,6 +771,15 @@ export function structuredMode(env: RawEnv): GatewayConfig {
     if (twin !== i)
       throw new ConfigError(`GATEWAY.routes[${i}]`, `matches exactly what routes[${twin}] matches`)
   })
+  const dpopConfig = dpop(env)
+  routes.forEach((r, i) => {
+    if (r.dpopNonce && dpopConfig.nonceSecret === null) {
+      throw new ConfigError(
+        `GATEWAY.routes[${i}].dpopNonce`,
+        'needs DPOP_NONCE_SECRET (wrangler secret put DPOP_NONCE_SECRET)',
+      )
+    }
+  })
   return {
     realm: realmOf(text(g, 'realm', 'GATEWAY.realm'), 'GATEWAY.realm'),
     serverTiming: flag(g, 'serverTiming', false, 'GATEWAY.serverTiming'),
@@ -774,5 +794,7 @@ export function structuredMode(env: RawEnv): GatewayConfig {
       routes.some((r) => r.assertion !== null),
     ),
     transmitters,
+    dpop: dpopConfig,
+    mtls: mtls(env),
   }
 }

@@ -28,6 +28,8 @@ export interface RequestLog {
   authMs(): number | undefined
   auth(identity: Identity, ms: number, cached: boolean): void
   fail(err: GatewayError): void
+  /** How the token was bound to the sender: dpop, mtls or none. */
+  binding(kind: string): void
   /** The request was for the gateway's own endpoints, not the origin. */
   admin(): void
   route(name: string): void
@@ -70,6 +72,9 @@ export function requestLog(
       fields.sub = identity.sub
       fields.kid = identity.kid
       fields.authMs = ms(elapsed)
+    },
+    binding(kind) {
+      fields.binding = kind
     },
     fail(err) {
       fields.reason = err.code

@@ -8,6 +8,7 @@ import { importJWK, SignJWT, type JWK } from 'jose'
 import type { AssertionConfig, AssertionKeys, RouteConfig } from '../config'
 import { claimAt } from './policy'
 import type { Identity } from '../auth/identity'
+import type { Binding } from '../auth/binding'
 
 function algOf(jwk: JWK): 'ES256' | 'EdDSA' {
   return jwk.kty === 'EC' ? 'ES256' : 'EdDSA'
@@ -35,6 +36,7 @@ export class AssertionSigner {
     route: RouteConfig,
     cfg: AssertionConfig,
     nowMs: number,
+    binding: Binding | null = null,
   ): Promise<string> {
     const signer = this.keys.keys[0]!
     const alg = algOf(signer)
@@ -46,6 +48,13 @@ export class AssertionSigner {
     for (const path of cfg.claims) {
       const value = claimAt(identity.claims as Record<string, unknown>, path)
       if (value !== undefined) claims[path] = value
+    }
+    // The binding the gateway verified (RFC 7800 cnf), so the origin can tell a bound caller.
+    if (binding !== null && binding.kind !== 'none') {
+      const cnf: Record<string, string> = {}
+      if (binding.jkt !== null) cnf.jkt = binding.jkt
+      if (binding.x5t !== null) cnf['x5t#S256'] = binding.x5t
+      claims.cnf = cnf
     }
     const now = Math.floor(nowMs / 1000)
     return new SignJWT({ ...claims, orig_iss: identity.issuer })

@@ -88,7 +88,8 @@ export function droppedHeaders(
   reserved: ReadonlySet<string>,
 ): ReadonlySet<string> {
   const names = new Set(HOP_BY_HOP)
-  if (!cfg.keepAuthorization) names.add('authorization')
+  // The DPoP proof travels with the token it proves: kept or dropped together.
+  if (!cfg.keepAuthorization) names.add('authorization').add('dpop')
   // Headers any route sets from claims, and assertion headers, are ours alone on every route:
   // a copy captured from one route must not be replayed to an origin through another.
   for (const name of reserved) names.add(name)

@@ -5,6 +5,7 @@
 import { IDENTITY_HEADER_PREFIX, type IdentityConfig } from '../config'
 import { claimAt } from './policy'
 import type { Identity } from '../auth/identity'
+import type { Binding } from '../auth/binding'
 
 /** Printable ASCII, no leading or trailing space: safe to send as a header value verbatim. */
 const SAFE_VALUE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/
@@ -92,4 +93,15 @@ function buildIdentityHeaders(identity: Identity, cfg: IdentityConfig): [string,
 export function isIdentityHeader(name: string, prefix: string = IDENTITY_HEADER_PREFIX): boolean {
   const dashed = name.includes('_') ? name.replaceAll('_', '-') : name
   return dashed.startsWith(IDENTITY_HEADER_PREFIX) || dashed.startsWith(prefix)
+}
+
+/**
+ * How the request was bound, for the origin: `<prefix>binding` (dpop, mtls or none) and the
+ * thumbprint each proved binding is bound to. Thumbprints are base64url: safe header values.
+ */
+export function bindingHeaders(binding: Binding, cfg: IdentityConfig): [string, string][] {
+  const out: [string, string][] = [[`${cfg.prefix}binding`, binding.kind]]
+  if (binding.jkt !== null) out.push([`${cfg.prefix}dpop-jkt`, binding.jkt])
+  if (binding.x5t !== null) out.push([`${cfg.prefix}x5t-s256`, binding.x5t])
+  return out
 }

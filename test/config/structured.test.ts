@@ -354,6 +354,9 @@ describe('structured config defaults', () => {
       cors: false,
       originTimeoutMs: 30_000,
       assertion: null,
+      binding: 'none',
+      dpopNonce: false,
+      allowUnboundDpop: false,
     })
     expect(parsed.config.issuers[0]).toMatchObject({
       audiences: [AUD],

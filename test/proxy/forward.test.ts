@@ -365,7 +365,12 @@ describe('headers the origin receives', () => {
     expect(res.status).toBe(200)
     const call = await originCall(stub)
     const identityNames = names(call).filter((n) => /^x[-_]auth[-_]/.test(n))
-    expect(identityNames.sort()).toEqual(['x-auth-claims', 'x-auth-iss', 'x-auth-sub'])
+    expect(identityNames.sort()).toEqual([
+      'x-auth-binding',
+      'x-auth-claims',
+      'x-auth-iss',
+      'x-auth-sub',
+    ])
     expect(header(call, 'x-auth-sub')).toBe('alice')
     expect(header(call, 'x-auth-iss')).toBe('https://issuer.test')
     expect(JSON.parse(fromB64u(header(call, 'x-auth-claims')!))).toEqual(decodeJwt(token))
@@ -390,7 +395,7 @@ describe('headers the origin receives', () => {
       names(call)
         .filter((n) => /^x[-_]auth[-_]/.test(n))
         .sort(),
-    ).toEqual(['x-auth-claims', 'x-auth-iss', 'x-auth-sub'])
+    ).toEqual(['x-auth-binding', 'x-auth-claims', 'x-auth-iss', 'x-auth-sub'])
   })
 
   it('X-Auth-Claims is base64url JSON of exactly the verified payload', async () => {

@@ -773,6 +773,7 @@ describe('identity headers per route', () => {
       }),
     )
     expect(prefixed(call, 'x-user-')).toEqual({
+      'x-user-binding': 'none',
       'x-user-sub': 'alice',
       'x-user-iss': a.iss,
       'x-user-claims': expect.any(String),
@@ -858,11 +859,16 @@ describe('identity headers per route', () => {
     })
     const token = await a.token()
     const lean = await forwarded(await send(gw, '/lean', bearer(token)))
-    expect(prefixed(lean, 'x-auth-')).toEqual({ 'x-auth-sub': 'alice', 'x-auth-iss': a.iss })
+    expect(prefixed(lean, 'x-auth-')).toEqual({
+      'x-auth-binding': 'none',
+      'x-auth-sub': 'alice',
+      'x-auth-iss': a.iss,
+    })
     expect(lean.headers.authorization).toBeUndefined()
     const keep = await forwarded(await send(gw, '/keep', bearer(token)))
     expect(keep.headers.authorization).toBe(`Bearer ${token}`)
     expect(Object.keys(prefixed(keep, 'x-auth-')).sort()).toEqual([
+      'x-auth-binding',
       'x-auth-claims',
       'x-auth-iss',
       'x-auth-sub',
@@ -870,6 +876,7 @@ describe('identity headers per route', () => {
     const dflt = await forwarded(await send(gw, '/x', bearer(token)))
     expect(dflt.headers.authorization).toBeUndefined()
     expect(Object.keys(prefixed(dflt, 'x-auth-')).sort()).toEqual([
+      'x-auth-binding',
       'x-auth-claims',
       'x-auth-iss',
       'x-auth-sub',

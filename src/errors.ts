@@ -1,8 +1,9 @@
 /**
  * The gateway's one error type and the one place that turns a reason code into a response.
  * Pure. No I/O. Messages never carry token text, kids or claim values: the reason code is the detail.
- * Imports nothing from src/: every stage may throw a GatewayError.
+ * Imports nothing from src/ but lib/: every stage may throw a GatewayError.
  */
+import { makeRoom } from './lib/bounded'
 
 /** Why a request was refused or failed. Stable: these codes appear in logs and dashboards. */
 export type ReasonCode =
@@ -11,6 +12,8 @@ export type ReasonCode =
   | 'malformed_request'
   | 'malformed_path'
   | 'no_route'
+  | 'body_unreadable'
+  | 'method_not_allowed'
   // the token
   | 'malformed_token'
   | 'token_too_large'
@@ -114,6 +117,8 @@ interface Answer {
   description: string
   challenge: boolean
   retryAfterS?: number
+  /** RFC 9110 §15.5.6: the methods the resource answers, for a 405. */
+  allow?: string
 }
 
 const INVALID_TOKEN: Answer = {
@@ -160,6 +165,21 @@ function answerFor(code: ReasonCode): Answer {
         bodyError: 'not_found',
         description: 'No route for this request',
         challenge: false,
+      }
+    case 'body_unreadable':
+      return {
+        status: 400,
+        bodyError: 'invalid_request',
+        description: 'The request body could not be read',
+        challenge: false,
+      }
+    case 'method_not_allowed':
+      return {
+        status: 405,
+        bodyError: 'method_not_allowed',
+        description: 'This endpoint answers GET, HEAD and OPTIONS',
+        challenge: false,
+        allow: 'GET, HEAD, OPTIONS',
       }
     case 'insufficient_scope':
     case 'claim_mismatch':
@@ -324,7 +344,20 @@ export interface Challenges {
 /** Every answer before DPoP existed: one Bearer challenge. */
 export const BEARER_ONLY: Challenges = { bearer: true, dpopAlgs: null, usedDpop: false }
 
-export interface ToResponseOptions {
+/** What a challenge says besides its error, on routes that publish resource metadata. */
+export interface ChallengeOptions {
+  /** RFC 9728 §5.1: where the protected resource's metadata is. */
+  resourceMetadata?: string
+  /**
+   * RFC 6750 §3 `scope` of the route, for challenges without a more specific one (an
+   * insufficient_scope error carries the scopes its request needs, which win).
+   */
+  scope?: string
+  /** Let browser clients read the challenge (CORS `Access-Control-Expose-Headers`). */
+  exposeChallenge?: boolean
+}
+
+export interface ToResponseOptions extends ChallengeOptions {
   realm: string
   challenges?: Challenges
   /**
@@ -342,8 +375,13 @@ interface Prepared {
   readonly headers: Headers
 }
 
-/** Reason codes x realms: a few dozen entries at most (realms come from config, not requests). */
+/**
+ * Reason codes x realms x challenge options. Realms come from config; a metadata URL derived
+ * from the request's host could be many, so the map is bounded.
+ */
 const prepared = new Map<string, Prepared>()
+/** Most prepared answers kept; a few dozen are used when every metadata URL comes from config. */
+const MAX_PREPARED_ANSWERS = 1_000
 
 export function toResponse(err: GatewayError, opts: ToResponseOptions): Response {
   // Only the generic answers are shared; one naming a variable or a scope is built each time.
@@ -351,12 +389,15 @@ export function toResponse(err: GatewayError, opts: ToResponseOptions): Response
     opts.description === undefined && err.publicDescription === undefined && err.scope === undefined
   const c = opts.challenges ?? BEARER_ONLY
   const memo = shared
-    ? `${err.code}\n${opts.realm}\n${c.bearer}\n${c.usedDpop}\n${c.dpopAlgs}`
+    ? `${err.code}\n${opts.realm}\n${c.bearer}\n${c.usedDpop}\n${c.dpopAlgs}\n${opts.resourceMetadata}\n${opts.scope}\n${opts.exposeChallenge === true}`
     : undefined
   let answer = memo === undefined ? undefined : prepared.get(memo)
   if (answer === undefined) {
     answer = prepare(err, opts)
-    if (memo !== undefined) prepared.set(memo, answer)
+    if (memo !== undefined) {
+      makeRoom(prepared, MAX_PREPARED_ANSWERS)
+      prepared.set(memo, answer)
+    }
   }
   return new Response(answer.body, { status: answer.status, headers: answer.headers })
 }
@@ -381,7 +422,11 @@ function prepare(err: GatewayError, opts: ToResponseOptions): Prepared {
         p.push(`error=${quoted(a.oauthError)}`, `error_description=${quoted(description)}`)
       }
       // Scope tokens are validated at config time: no quotes or backslashes can reach here.
-      if (withError && err.scope !== undefined) p.push(`scope=${quoted(err.scope)}`)
+      const scope = (withError ? err.scope : undefined) ?? opts.scope
+      if (scope !== undefined) p.push(`scope=${quoted(scope)}`)
+      if (opts.resourceMetadata !== undefined) {
+        p.push(`resource_metadata=${quoted(opts.resourceMetadata)}`)
+      }
       return p
     }
     const bearer = c.bearer ? `Bearer ${params(!onDpop).join(', ')}` : null
@@ -390,8 +435,16 @@ function prepare(err: GatewayError, opts: ToResponseOptions): Prepared {
       : null
     const ordered = onDpop ? [dpopChallenge, bearer] : [bearer, dpopChallenge]
     for (const value of ordered) if (value !== null) headers.push(['www-authenticate', value])
+    if (opts.exposeChallenge) {
+      // A refusal holds nothing private; without these a browser client cannot see the challenge.
+      headers.push(
+        ['access-control-allow-origin', '*'],
+        ['access-control-expose-headers', 'WWW-Authenticate'],
+      )
+    }
   }
   if (a.retryAfterS !== undefined) headers.push(['retry-after', String(a.retryAfterS)])
+  if (a.allow !== undefined) headers.push(['allow', a.allow])
   const body = { error: a.oauthError ?? a.bodyError, error_description: description }
   return { status: a.status, body: JSON.stringify(body), headers: new Headers(headers) }
 }

@@ -1,6 +1,7 @@
 /**
  * The gateway worker. One request, one pass:
- *   config -> route -> credentials -> verify (keys) -> revocation -> policy -> forward -> origin
+ *   config -> route -> credentials -> verify (keys) -> revocation -> [mcp] -> policy -> forward
+ * The gateway's own paths (admin, MCP resource metadata) are answered here, never forwarded.
  * Any failure becomes a GatewayError, which errors.ts turns into an RFC 6750 response.
  */
 import { Hono } from 'hono'
@@ -9,7 +10,7 @@ import { authenticate, needsAuth, verified } from './auth/authenticate'
 import { authorizationToken, findToken } from './auth/credentials'
 import { bindSender, senderPolicy, type SenderAnswer } from './auth/sender'
 import type { Identity } from './auth/identity'
-import { GatewayError, toResponse, type Challenges } from './errors'
+import { GatewayError, toResponse, type ChallengeOptions, type Challenges } from './errors'
 import { forward, originHeaders, originTarget } from './proxy/forward'
 import { gatewayFor, type Gateway } from './gateway'
 import { bindingHeaders, identityHeaders } from './proxy/identity-headers'
@@ -17,6 +18,15 @@ import { requestLog, type MetricsSink, type RequestLog } from './observability/l
 import { checkPolicy } from './proxy/policy'
 import type { Background } from './revocation/list'
 import { matchPath, matchRoute } from './proxy/routes'
+import {
+  challengeFor,
+  isMcpRoute,
+  isMetadataPath,
+  metadataResponse,
+  metadataRoute,
+  senderMetadata,
+} from './proxy/mcp'
+import { checkMcpRequest } from './proxy/mcp-request'
 
 export interface Env {
   readonly [name: string]: unknown
@@ -28,6 +38,8 @@ export { DpopReplayStore } from './auth/dpop-replay'
 /** What the answer needs to know from the stages, for a refusal as for a success. */
 interface Answer extends SenderAnswer {
   challenges?: Challenges
+  /** On an MCP route: the metadata URL and scopes every challenge names (RFC 9728 §5.1). */
+  mcp?: ChallengeOptions
 }
 
 const app = new Hono<{ Bindings: Env }>()
@@ -66,7 +78,11 @@ app.all('*', async (c) => {
   } catch (thrown) {
     const err =
       thrown instanceof GatewayError ? thrown : new GatewayError('internal_error', String(thrown))
-    const res = toResponse(err, { realm: gateway.config.realm, challenges: answer.challenges })
+    const res = toResponse(err, {
+      realm: gateway.config.realm,
+      challenges: answer.challenges,
+      ...answer.mcp,
+    })
     // RFC 9449 §8: the nonce to use comes with the refusal that asks for it.
     if (answer.dpopNonce !== undefined && res.status === 401) {
       res.headers.set('dpop-nonce', answer.dpopNonce)
@@ -100,12 +116,22 @@ async function pipeline(
     }
     return admin(request, gateway, log, answer)
   }
+  const meta = isMetadataPath(url.pathname) ? metadataRoute(gateway.config.routes, url) : null
+  if (meta !== null) {
+    log.metadata(meta.route.name)
+    const jwks = gateway.config.assertion
+      ? `${new URL(meta.resource).origin}${gateway.config.admin.prefix}/jwks.json`
+      : null
+    const sender = senderMetadata(meta.route, gateway.config)
+    return metadataResponse(request.method, meta.route, meta.resource, jwks, sender)
+  }
 
   const route = matchRoute(gateway.config.routes, url.host, matchPath(url.pathname), request.method)
   if (route === null) throw new GatewayError('no_route')
   log.route(route.name)
   const challenges = gateway.challenges.get(route)!
   answer.challenges = dpop ? challenges.dpop : challenges.bearer
+  if (isMcpRoute(route)) answer.mcp = challengeFor(route, url)
 
   const verify = needsAuth(route, request)
   const opaque = gateway.routeIntrospector.has(route)
@@ -124,6 +150,11 @@ async function pipeline(
           answer,
         )
       : null
+  // MCP routes: a token for this resource only, with the scopes this operation needs.
+  const body =
+    identity && isMcpRoute(route)
+      ? await checkMcpRequest(identity, route, request, url)
+      : request.body
   if (identity) checkPolicy(identity, route)
 
   const headers = originHeaders(
@@ -150,7 +181,7 @@ async function pipeline(
   headers.set('x-request-id', log.requestId)
   const started = performance.now()
   const target = originTarget(route, request, url, found, env, fetchOrigin)
-  const res = await forward(request, route, headers, target)
+  const res = await forward(request, route, headers, target, body)
   log.origin(performance.now() - started)
   // The origin's response headers are immutable; a new Response over the same stream is not.
   const out = new Response(res.body, res)

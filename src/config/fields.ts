@@ -44,6 +44,30 @@ import {
   type DpopConfig,
   type MtlsConfig,
 } from './model'
+export type Obj = Record<string, unknown>
+
+/** A table, or a JSON object given as a string (wrangler vars may be either). */
+export function object(value: unknown, path: string): Obj {
+  if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value)
+    } catch {
+      throw new ConfigError(path, 'must be a table or a JSON object (the JSON does not parse)')
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError(path, 'must be a table / JSON object')
+  }
+  return value as Obj
+}
+
+/** Unknown fields are errors: a typo in a security setting must not be silently ignored. */
+export function only(o: Obj, path: string, fields: readonly string[]): void {
+  for (const k of Object.keys(o)) {
+    if (!fields.includes(k)) throw new ConfigError(`${path}.${k}`, 'is not a known field')
+  }
+}
+
 // Validators read `src[key]` and name `path` in errors: the variable in simple mode,
 // `GATEWAY.routes[2].origin` in structured mode.
 
@@ -79,6 +103,18 @@ export function list(src: RawEnv, key: string, path = key): string[] | undefined
   return items
 }
 
+/** RFC 6749 §3.3 scope-token: they end up in a WWW-Authenticate quoted-string, so no `"` or `\`. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+
+/** A list of scope tokens (array or comma-separated string). */
+export function scopeList(src: RawEnv, key: string, path = key): string[] | undefined {
+  const scopes = list(src, key, path)
+  for (const scope of scopes ?? []) {
+    if (!SCOPE_TOKEN.test(scope)) throw new ConfigError(path, `"${scope}" is not a scope token`)
+  }
+  return scopes
+}
+
 export function integer(
   src: RawEnv,
   key: string,
@@ -103,7 +139,7 @@ export function flag(src: RawEnv, key: string, dflt: boolean, path = key): boole
   throw new ConfigError(path, `must be "true" or "false" (got "${v}")`)
 }
 
-function isLoopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host)
 }
 
@@ -126,6 +162,30 @@ export function keyUrl(path: string, value: string): string {
   }
   if (url.username || url.password) throw new ConfigError(path, 'must not contain credentials')
   return url.href
+}
+
+/**
+ * An identifier clients compare exactly (a resource, an issuer): absolute https (plain http only
+ * on loopback), no credentials, query or fragment (RFC 8707 §2, RFC 8414 §2). Kept as written:
+ * `https://a.example` and `https://a.example/` are different identifiers.
+ */
+export function httpsIdentifier(path: string, value: string): URL {
+  const url = absoluteUrl(path, value)
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
+    throw new ConfigError(
+      path,
+      `must be an absolute https URL (http only for localhost) (got "${value}")`,
+    )
+  }
+  if (url.username || url.password || value.includes('?') || value.includes('#')) {
+    throw new ConfigError(path, 'must not contain credentials, a query or a fragment')
+  }
+  // Clients compare the string: it must be the URL's one spelling (lower-case host, no default
+  // port, no dot segments), so every place that derives a URL from it agrees with every client.
+  if (url.href !== value && url.href !== `${value}/`) {
+    throw new ConfigError(path, `must be written in normal form ("${url.href}")`)
+  }
+  return url
 }
 
 export function originUrl(path: string, value: string): string {

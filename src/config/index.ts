@@ -9,7 +9,7 @@ import { simpleMode } from './simple'
 import { structuredMode } from './structured'
 
 export * from './model'
-export { keyUrl } from './fields'
+export { isLoopback, keyUrl } from './fields'
 export { DEFAULT_ASSERTION_HEADER } from './structured'
 
 function deepFreeze<T>(value: T): T {

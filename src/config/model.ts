@@ -231,6 +231,34 @@ export interface AssertionConfig {
   readonly ttlS: number
 }
 
+/**
+ * MCP resource-server mode on a route (RFC 9728 metadata, RFC 8707 audience, per-operation scopes).
+ * Every scope list here has been checked to be RFC 6749 scope-tokens.
+ */
+export interface McpConfig {
+  /**
+   * The resource identifier clients use, exactly (RFC 8707 §2); null: derived per request from the
+   * request's origin and the route's path (a route without a host serves any host).
+   */
+  readonly resource: string | null
+  /** RFC 8414 issuer identifiers of the authorization servers clients should use. */
+  readonly authorizationServers: readonly string[]
+  /** Published as `scopes_supported`; empty leaves the member out. */
+  readonly scopesSupported: readonly string[]
+  /** Extra scopes per JSON-RPC method (`tools/call`), on top of the route's `scopes`. */
+  readonly methodScopes: ReadonlyMap<string, readonly string[]>
+  /** Extra scopes per tool name, for `tools/call` requests. */
+  readonly toolScopes: ReadonlyMap<string, readonly string[]>
+  /**
+   * What a body the gateway cannot read within its bound needs: the route's scopes and every
+   * scope an operation names (padding a body must not dodge a per-tool scope).
+   */
+  readonly strictestScopes: readonly string[]
+}
+
+/** Seconds clients and caches may keep a protected-resource metadata document. */
+export const MCP_METADATA_MAX_AGE_S = 600
+
 export interface RouteConfig {
   /** Where errors point: `routes[2]`, or `ORIGIN_URL` in simple mode. */
   readonly name: string
@@ -265,6 +293,8 @@ export interface RouteConfig {
   readonly dpopNonce: boolean
   /** Accept a DPoP proof with a token that has no `cnf.jkt` (the token stays unbound). */
   readonly allowUnboundDpop: boolean
+  /** MCP resource-server mode; null on other routes. */
+  readonly mcp: McpConfig | null
 }
 
 export interface AssertionKeys {

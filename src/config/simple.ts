@@ -102,6 +102,7 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     binding: bindingMode(env, 'TOKEN_BINDING'),
     dpopNonce: flag(env, 'DPOP_NONCE', false),
     allowUnboundDpop: flag(env, 'DPOP_ALLOW_UNBOUND', false),
+    mcp: null,
   }
   const dpopConfig = dpop(env)
   if (route.dpopNonce && dpopConfig.nonceSecret === null) {

@@ -65,6 +65,8 @@ import {
   dpop,
   mtls,
 } from './fields'
+import { object, only, scopeList, type Obj } from './fields'
+import { mcpOf } from './mcp'
 import type { JWK } from 'jose'
 
 export const DEFAULT_ASSERTION_HEADER = 'x-gateway-assertion'
@@ -72,28 +74,6 @@ export const DEFAULT_ASSERTION_TTL_S = 60
 export const MAX_ASSERTION_TTL_S = 300
 export const DEFAULT_ASSERTION_ISSUER = 'edge-auth-gateway'
 export const DEFAULT_ASSERTION_KEY_SECRETS = ['ASSERTION_KEY', 'ASSERTION_KEY_PREVIOUS']
-
-type Obj = Record<string, unknown>
-
-function object(value: unknown, path: string): Obj {
-  if (typeof value === 'string') {
-    try {
-      value = JSON.parse(value)
-    } catch {
-      throw new ConfigError(path, 'must be a table or a JSON object (the JSON does not parse)')
-    }
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ConfigError(path, 'must be a table / JSON object')
-  }
-  return value as Obj
-}
-
-function only(o: Obj, path: string, fields: readonly string[]): void {
-  for (const k of Object.keys(o)) {
-    if (!fields.includes(k)) throw new ConfigError(`${path}.${k}`, 'is not a known field')
-  }
-}
 
 function array(o: Obj, key: string, path: string): unknown[] | undefined {
   const v = o[key]
@@ -491,6 +471,7 @@ const ROUTE_FIELDS = [
   'binding',
   'dpopNonce',
   'allowUnboundDpop',
+  'mcp',
 ]
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
@@ -661,13 +642,8 @@ function routeOf(
   if (host !== null && !/^[a-z0-9.-]+(:\d{1,5})?$/.test(host)) {
     throw new ConfigError(at('host'), `must be a host name (got "${host}")`)
   }
-  const scopes = list(o, 'scopes', at('scopes')) ?? []
-  for (const scope of scopes) {
-    // Scopes end up in a WWW-Authenticate quoted-string (RFC 6749 §3.3 scope-token).
-    if (!/^[\x21\x23-\x5b\x5d-\x7e]+$/.test(scope))
-      throw new ConfigError(at('scopes'), `"${scope}" is not a scope token`)
-  }
-  return {
+  const scopes = scopeList(o, 'scopes', at('scopes')) ?? []
+  const route: Omit<RouteConfig, 'mcp'> = {
     name: path,
     host,
     pathPrefix: pathPrefix(o, at('path')),
@@ -695,6 +671,7 @@ function routeOf(
     dpopNonce: flag(o, 'dpopNonce', false, at('dpopNonce')),
     allowUnboundDpop: flag(o, 'allowUnboundDpop', false, at('allowUnboundDpop')),
   }
+  return { ...route, mcp: mcpOf(o.mcp, at('mcp'), route, issuers) }
 }
 
 function assertionKeys(o: Obj, env: RawEnv, needed: boolean): AssertionKeys | null {

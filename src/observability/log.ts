@@ -33,6 +33,8 @@ export interface RequestLog {
   /** The request was for the gateway's own endpoints, not the origin. */
   admin(): void
   route(name: string): void
+  /** The gateway answered with this route's protected-resource metadata (RFC 9728). */
+  metadata(route: string): void
   /** Milliseconds until the origin's response headers arrived. */
   origin(ms: number): void
   end(status: number): void
@@ -86,13 +88,23 @@ export function requestLog(
     route(name) {
       fields.route = name
     },
+    metadata(route) {
+      fields.route = route
+      fields.metadata = true
+    },
     origin(elapsed) {
       fields.originMs = ms(elapsed)
     },
     end(status) {
       fields.status = status
       fields.outcome =
-        fields.reason !== undefined ? 'refused' : fields.route === 'admin' ? 'admin' : 'forwarded'
+        fields.reason !== undefined
+          ? 'refused'
+          : fields.route === 'admin'
+            ? 'admin'
+            : fields.metadata
+              ? 'metadata'
+              : 'forwarded'
       fields.totalMs = ms(performance.now() - started)
       if (status >= 500) fields.level = 'error'
       // LOG_REQUESTS=refused: only the requests the origin served go unlogged (metrics keep them).

@@ -137,9 +137,14 @@ const UPLOAD_FAILED = 'request body failed mid-upload'
  * complete. Aborting the origin request instead makes the origin see the upload fail. With a
  * Content-Length the runtime already fails the origin request when fewer bytes arrive.
  */
-function uploadBody(request: Request, ac: AbortController): ReadableStream | null {
-  const body = request.body
-  if (body === null || request.headers.has('content-length')) return body
+function uploadBody(
+  body: ReadableStream | Uint8Array | null,
+  request: Request,
+  ac: AbortController,
+): ReadableStream | Uint8Array | null {
+  if (body === null || body instanceof Uint8Array || request.headers.has('content-length')) {
+    return body
+  }
   const reader = body.getReader()
   return new ReadableStream({
     async pull(controller) {
@@ -158,11 +163,13 @@ function uploadBody(request: Request, ac: AbortController): ReadableStream | nul
   })
 }
 
+/** `body` replaces the client's stream when a stage has read its start (peek.ts): same bytes. */
 export async function forward(
   request: Request,
   route: RouteConfig,
   headers: Headers,
   target: ForwardTarget,
+  body: ReadableStream | Uint8Array | null = request.body,
 ): Promise<Response> {
   const ac = new AbortController()
   // The timeout covers the wait for the origin's headers only: a long download must not be cut.
@@ -172,7 +179,7 @@ export async function forward(
     return await target.fetch(target.url, {
       method: request.method,
       headers,
-      body: hasBody ? uploadBody(request, ac) : null,
+      body: hasBody ? uploadBody(body, request, ac) : null,
       // The client, not the gateway, decides whether to follow the origin's redirects.
       redirect: 'manual',
       signal: ac.signal,

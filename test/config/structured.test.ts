@@ -357,6 +357,7 @@ describe('structured config defaults', () => {
       binding: 'none',
       dpopNonce: false,
       allowUnboundDpop: false,
+      mcp: null,
     })
     expect(parsed.config.issuers[0]).toMatchObject({
       audiences: [AUD],

@@ -25,6 +25,8 @@ export default defineConfig({
         // so every other test keeps running in KV mode.
         durableObjects: {
           TEST_REVOCATION_LOG: { className: 'RevocationLog', scriptName: LOG_HOST },
+          // The DPoP replay store (exported by src/index.ts); tests opt in as DPOP_REPLAY.
+          TEST_DPOP_REPLAY: 'DpopReplayStore',
         },
         workers: [
           {

@@ -562,3 +562,55 @@ describe('replay memory of one isolate', () => {
     expect(cache.firstUse(last, now + 200_000, now + 60_000)).toBe(true)
   })
 })
+
+describe('logout and revocation of DPoP-bound tokens', () => {
+  const ADMIN = 'an-admin-token-for-tests-0123456789abcdef'
+
+  it('self-service logout takes the DPoP scheme with its proof, and the token stops working', async () => {
+    const s = await setup({ ADMIN_TOKEN: ADMIN, REVOCATION_CACHE_SECONDS: '0' })
+    const logoutUrl = `${GW}/_gateway/logout`
+    // As Bearer, the bound token cannot even log out: no downgrade anywhere.
+    const asBearer = await send(s.gw, '/_gateway/logout', { method: 'POST', ...bearer(s.token) })
+    expect(asBearer.status).toBe(401)
+    await asBearer.body?.cancel()
+    // A proof for another URL does not do either.
+    const wrong = await proof(s.client, `${GW}/r`, 'POST', s.token)
+    const refused = await sendLogged(
+      s.gw,
+      '/_gateway/logout',
+      dpopInit(s.token, wrong, { method: 'POST' }),
+    )
+    await expectRefusal(refused.res, 401, BAD_PROOF, PROOF_BODY)
+    expect(refused.reason).toBe('dpop_htu_mismatch')
+
+    const p = await proof(s.client, logoutUrl, 'POST', s.token)
+    const out = await send(s.gw, '/_gateway/logout', dpopInit(s.token, p, { method: 'POST' }))
+    expect(out.status).toBe(204)
+    const after = await sendLogged(
+      s.gw,
+      '/r',
+      dpopInit(s.token, await proof(s.client, `${GW}/r`, 'GET', s.token)),
+    )
+    expect(after.res.status).toBe(401)
+    expect(after.reason).toBe('token_revoked')
+  })
+
+  it('an admin revocation by jti applies to a DPoP-bound token', async () => {
+    const s = await setup({ ADMIN_TOKEN: ADMIN, REVOCATION_CACHE_SECONDS: '0' })
+    const jti = (decodeJwt(s.token) as { jti: string }).jti
+    const revoked = await send(s.gw, '/_gateway/revocations', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ jti }),
+    })
+    expect(revoked.status).toBe(201)
+    await revoked.body?.cancel()
+    const after = await sendLogged(
+      s.gw,
+      '/r',
+      dpopInit(s.token, await proof(s.client, `${GW}/r`, 'GET', s.token)),
+    )
+    expect(after.res.status).toBe(401)
+    expect(after.reason).toBe('token_revoked')
+  })
+})

@@ -13,6 +13,8 @@ export default defineConfig({
           INTROSPECTION_STUB_URL: inject<string>('introspectionStubUrl'),
           OIDC_INTROSPECTION_URL: inject<string>('oidcIntrospectionUrl'),
           OIDC_INTROSPECTION_CLIENT_KEY: inject<string>('oidcIntrospectionClientKey'),
+          MCP_SERVER_URL: inject<string>('mcpServerUrl'),
+          MCP_OIDC_URL: inject<string>('mcpOidcUrl'),
         },
         // A Worker origin for routes with `service = "ECHO_SERVICE"` (test/routes.test.ts).
         serviceBindings: {
@@ -52,6 +54,7 @@ export default defineConfig({
       'test/node/introspection-setup.ts',
       'test/node/oidc-introspection-setup.ts',
       'test/node/gateway-bundle-setup.ts',
+      'test/node/mcp-setup.ts',
     ],
     silent: 'passed-only',
   },

@@ -14,8 +14,10 @@ export interface IntrospectionSetup {
   raw?: string
   status?: number
   delayMs?: number
-  /** Answer with a redirect to this URL. */
+  /** Answer with a 307 (method and body kept) to this URL. */
   redirect?: string
+  /** What `POST /ns/<id>/elsewhere` answers to any token: a redirect target that would say yes. */
+  elsewhere?: unknown
   /** Answer with a JSON body padded to this many bytes. */
   padToBytes?: number
   /** Leave Content-Length out (chunked), so only the streamed size shows an oversized body. */
@@ -86,7 +88,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, base: string): 
     n.calls.push({ headers: req.headers, form })
     if (s.delayMs) await sleep(s.delayMs)
     if (s.redirect) {
-      res.writeHead(302, { location: s.redirect })
+      res.writeHead(307, { location: s.redirect })
       return void res.end()
     }
     let text = s.raw ?? JSON.stringify(s.answers?.[form.token ?? ''] ?? { active: false })
@@ -99,6 +101,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, base: string): 
     if (!s.chunked) headers['content-length'] = String(Buffer.byteLength(text))
     res.writeHead(s.status ?? 200, headers)
     return void res.end(text)
+  }
+  if (rest === '/elsewhere' && req.method === 'POST') {
+    await readText(req)
+    return json(res, 200, s.elsewhere ?? { active: false })
   }
   return json(res, 404, { error: 'not found' })
 }

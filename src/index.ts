@@ -222,6 +222,7 @@ function admin(
   return handleAdmin(request, {
     config: gateway.config,
     issuers: gateway.issuers,
+    introspectors: gateway.introspectors,
     revocations: gateway.revocations,
     assertion: gateway.config.assertion,
     // Self-service logout authenticates like any Authorization-header route, across all issuers,

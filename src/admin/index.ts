@@ -11,6 +11,7 @@ import type { AssertionKeys, GatewayConfig } from '../config'
 import { GatewayError } from '../errors'
 import { revocationId, type RevocationList, type RevocationRecord } from '../revocation/list'
 import type { Identity, Issuer } from '../auth/verify'
+import type { Introspector } from '../auth/introspection'
 import { backchannelLogout, signals, type ReceiverDeps } from './receivers'
 
 /** Largest admin request body read, in bytes. */
@@ -25,6 +26,8 @@ export const MAX_LIST_LIMIT = 1000
 export interface AdminDeps {
   readonly config: GatewayConfig
   readonly issuers: readonly Issuer[]
+  /** Per issuer with introspection, its client (for health). */
+  readonly introspectors: ReadonlyMap<string, Introspector>
   readonly assertion: AssertionKeys | null
   readonly revocations: RevocationList | null
   readonly authenticate: (request: Request) => Promise<Identity>
@@ -128,10 +131,13 @@ function health(deps: AdminDeps): Response {
           ? null
           : Math.max(0, Math.round((deps.nowMs - st.fetchedAtMs) / 1000)),
       lastFetch: st.lastAttemptMs === null ? 'none yet' : st.lastError === null ? 'ok' : 'failed',
+      ...introspectionHealth(deps.introspectors.get(config.issuer)),
     }
   })
   const list = deps.revocations?.status(deps.nowMs) ?? null
-  const degraded = issuers.some((i) => i.lastFetch === 'failed') || list?.stale === true
+  const degraded =
+    issuers.some((i) => i.lastFetch === 'failed' || i.lastIntrospection === 'failed') ||
+    list?.stale === true
   return json(
     {
       status: degraded ? 'degraded' : 'ok',
@@ -142,6 +148,16 @@ function health(deps: AdminDeps): Response {
     },
     200,
   )
+}
+
+/** An introspecting issuer's last call, as health shows it: no endpoint URL, no error text. */
+function introspectionHealth(introspector: Introspector | undefined) {
+  if (!introspector) return {}
+  const st = introspector.status()
+  return {
+    introspectionCalls: st.calls,
+    lastIntrospection: st.calls === 0 ? 'none yet' : st.failed ? 'failed' : 'ok',
+  }
 }
 
 async function logout(request: Request, revocations: RevocationList, deps: AdminDeps) {

@@ -81,8 +81,9 @@ export class Introspector {
     this.cache = new IntrospectionCache(this.cfg, issuer.clockSkewS)
   }
 
-  status(): { endpoint: string | null; calls: number; lastError: string | null } {
-    return { endpoint: this.endpoint, calls: this.calls, lastError: this.lastError }
+  /** For health: calls made by this isolate, and whether the last one failed. */
+  status(): { calls: number; failed: boolean } {
+    return { calls: this.calls, failed: this.lastError !== null }
   }
 
   /**

@@ -341,6 +341,32 @@ describe('introspection faults: 503 with Retry-After, never the origin, cached t
   }
 })
 
+describe('health', () => {
+  it("shows each introspecting issuer's last call, without its URL or error text", async () => {
+    const { ep, gw } = await ready()
+    const health = async () => {
+      const res = await send(gw, '/_gateway/health')
+      const text = await res.text()
+      expect(text).not.toContain(ep.url)
+      return JSON.parse(text) as { status: string; issuers: Record<string, unknown>[] }
+    }
+    expect((await health()).issuers[0]).toMatchObject({ lastIntrospection: 'none yet' })
+    await (await send(gw, '/x', bearer(opaqueToken()))).body?.cancel()
+    expect(await health()).toMatchObject({
+      status: 'ok',
+      issuers: [{ introspectionCalls: 1, lastIntrospection: 'ok' }],
+    })
+    await ep.setup({ status: 500 })
+    await (await send(gw, '/x', bearer(opaqueToken()))).body?.cancel()
+    const after = await health()
+    expect(after).toMatchObject({
+      status: 'degraded',
+      issuers: [{ introspectionCalls: 2, lastIntrospection: 'failed' }],
+    })
+    expect(JSON.stringify(after)).not.toContain('HTTP 500')
+  })
+})
+
 /** The introspecting issuer of a parsed config, for driving the client with a frozen clock. */
 function issuerConfig(ep: Endpoint, introspection: Record<string, unknown> = {}): IssuerConfig {
   const stub = new Stub()

@@ -10,6 +10,7 @@ import { Introspector } from '../../src/auth/introspection'
 import { CALL_BUDGET_WINDOW_MS } from '../../src/auth/introspection-cache'
 import { parseConfig, type IssuerConfig } from '../../src/config'
 import type { IntrospectionCall, IntrospectionSetup } from '../node/introspection-stub'
+import { clientKey, dpopInit, proof } from './sender-helpers'
 import {
   AUDIENCE,
   bearer,
@@ -246,6 +247,29 @@ describe('opaque tokens through the pipeline', () => {
     await expectInvalidToken(await send(gw, '/x', bearer(bySub)))
     // Both refusals came from the cache and the list: no new introspection call.
     expect(await ep.calls()).toHaveLength(2)
+  })
+
+  it("binds the answer's cnf.jkt like a JWT's: Bearer refused, the key's DPoP proof accepted", async () => {
+    const { stub, ep, gw } = await ready()
+    const key = await clientKey()
+    const other = await clientKey()
+    const token = opaqueToken()
+    await ep.setup({
+      answers: { [token]: ep.active({ token_type: 'DPoP', cnf: { jkt: key.jkt } }) },
+    })
+    const url = 'https://gw.test/x'
+    const asBearer = await send(gw, '/x', bearer(token))
+    expect(asBearer.status).toBe(401)
+    expect(asBearer.headers.get('www-authenticate')).toContain('invalid_token')
+    await asBearer.body?.cancel()
+    const stolen = await send(gw, '/x', dpopInit(token, await proof(other, url, 'GET', token)))
+    expect(stolen.status).toBe(401)
+    await stolen.body?.cancel()
+    const res = await send(gw, '/x', dpopInit(token, await proof(key, url, 'GET', token)))
+    expect(res.status).toBe(200)
+    expect((await stub.calls()).origin).toHaveLength(1)
+    // One answer, cached: the binding is checked on every request, not the introspection.
+    expect(await ep.calls()).toHaveLength(1)
   })
 
   it('verifies a JWT on the same route without calling the endpoint', async () => {

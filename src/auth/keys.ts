@@ -188,10 +188,12 @@ export class KeyStore {
     const now = deps.now()
     if (this.keys === null || now >= this.freshUntilMs) await this.refresh(deps)
     let entry = this.find(kid, alg)
-    // An unknown kid may be a rotation we have not seen: look again, but at most once per cooldown,
-    // so a flood of made-up kids costs the issuer one fetch per cooldown.
-    if (!entry && this.keys !== null && this.mayFetch(deps.now())) {
-      await this.refresh(deps)
+    // An unknown kid may be a rotation we have not seen (providers sign with a new key the moment
+    // they publish it): look again after the short unknown-kid cooldown, never sooner, so a flood
+    // of made-up kids costs the issuer one fetch per that cooldown.
+    const kidCooldownS = this.policy.unknownKidCooldownS
+    if (!entry && this.keys !== null && this.mayFetch(deps.now(), kidCooldownS)) {
+      await this.refresh(deps, kidCooldownS)
       entry = this.find(kid, alg)
     }
     if (!entry) {
@@ -202,12 +204,10 @@ export class KeyStore {
     return this.imported(entry, alg)
   }
 
-  private mayFetch(now: number): boolean {
+  /** Has `cooldownS` (the refresh cooldown unless given) passed since the last fetch attempt? */
+  private mayFetch(now: number, cooldownS = this.policy.refreshCooldownS): boolean {
     if (this.lastAttemptMs === null) return true
-    const wait =
-      this.keys === null
-        ? Math.min(JWKS_EMPTY_RETRY_S, this.policy.refreshCooldownS)
-        : this.policy.refreshCooldownS
+    const wait = this.keys === null ? Math.min(JWKS_EMPTY_RETRY_S, cooldownS) : cooldownS
     return now - this.lastAttemptMs >= wait * 1000
   }
 
@@ -245,7 +245,7 @@ export class KeyStore {
    * request dies, the mark expires after the fetch timeout and a waiter fetches instead: a cold
    * isolate makes one fetch, two at worst.
    */
-  private async refresh(deps: KeyDeps): Promise<void> {
+  private async refresh(deps: KeyDeps, cooldownS?: number): Promise<void> {
     const start = deps.now()
     const inFlight =
       this.inFlightSinceMs !== null && start - this.inFlightSinceMs < this.policy.fetchTimeoutMs
@@ -256,7 +256,7 @@ export class KeyStore {
         await sleep(JWKS_WAIT_POLL_MS)
       }
       if (this.generation !== gen) return
-    } else if (!this.mayFetch(start)) {
+    } else if (!this.mayFetch(start, cooldownS)) {
       this.dropIfTooStale(start)
       return
     }

@@ -8,6 +8,7 @@ import {
   type Algorithm,
   DEFAULT_JWKS_CACHE_TTL_S,
   DEFAULT_JWKS_REFRESH_COOLDOWN_S,
+  DEFAULT_JWKS_UNKNOWN_KID_COOLDOWN_S,
   DEFAULT_JWKS_STALE_IF_ERROR_S,
   DEFAULT_JWKS_FETCH_TIMEOUT_MS,
   DEFAULT_REALM,
@@ -226,6 +227,14 @@ export function jwksPolicy(src: RawEnv, path: (key: string) => string, keys: Jwk
   return {
     cacheTtlS: integer(src, keys.ttl, DEFAULT_JWKS_CACHE_TTL_S, cooldown, 86_400, path(keys.ttl)),
     refreshCooldownS: cooldown,
+    unknownKidCooldownS: integer(
+      src,
+      keys.unknownKid,
+      Math.min(DEFAULT_JWKS_UNKNOWN_KID_COOLDOWN_S, cooldown),
+      1,
+      3600,
+      path(keys.unknownKid),
+    ),
     staleIfErrorS: integer(
       src,
       keys.stale,
@@ -247,6 +256,7 @@ export function jwksPolicy(src: RawEnv, path: (key: string) => string, keys: Jwk
 
 export interface JwksKeys {
   readonly cooldown: string
+  readonly unknownKid: string
   readonly ttl: string
   readonly stale: string
   readonly timeout: string

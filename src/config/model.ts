@@ -27,6 +27,11 @@ export const DEFAULT_CLOCK_SKEW_S = 30
 export const MAX_CLOCK_SKEW_S = 300
 export const DEFAULT_JWKS_CACHE_TTL_S = 600
 export const DEFAULT_JWKS_REFRESH_COOLDOWN_S = 30
+/**
+ * Least time between two fetches caused by an unknown `kid`: short, since providers sign with a
+ * new key as soon as they publish it; still a bound on what a flood of made-up kids can cost.
+ */
+export const DEFAULT_JWKS_UNKNOWN_KID_COOLDOWN_S = 5
 export const DEFAULT_JWKS_STALE_IF_ERROR_S = 86_400
 export const DEFAULT_JWKS_FETCH_TIMEOUT_MS = 5_000
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000
@@ -96,6 +101,8 @@ export type KeySource =
 export interface JwksPolicy {
   readonly cacheTtlS: number
   readonly refreshCooldownS: number
+  /** Least time between fetches for an unknown `kid`; at most refreshCooldownS by default. */
+  readonly unknownKidCooldownS: number
   readonly staleIfErrorS: number
   readonly fetchTimeoutMs: number
 }

@@ -72,6 +72,7 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     typeOptional: types === undefined,
     jwks: jwksPolicy(env, (k) => k, {
       cooldown: 'JWKS_REFRESH_COOLDOWN_SECONDS',
+      unknownKid: 'JWKS_UNKNOWN_KID_COOLDOWN_SECONDS',
       ttl: 'JWKS_CACHE_TTL_SECONDS',
       stale: 'JWKS_STALE_IF_ERROR_SECONDS',
       timeout: 'JWKS_FETCH_TIMEOUT_MS',

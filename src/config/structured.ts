@@ -97,6 +97,7 @@ const ISSUER_FIELDS = [
   'maxTokenAgeSeconds',
   'jwksCacheTtlSeconds',
   'jwksRefreshCooldownSeconds',
+  'jwksUnknownKidCooldownSeconds',
   'jwksStaleIfErrorSeconds',
   'jwksFetchTimeoutMs',
   'introspection',
@@ -337,6 +338,7 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
     typeOptional: types === undefined,
     jwks: jwksPolicy(o, at, {
       cooldown: 'jwksRefreshCooldownSeconds',
+      unknownKid: 'jwksUnknownKidCooldownSeconds',
       ttl: 'jwksCacheTtlSeconds',
       stale: 'jwksStaleIfErrorSeconds',
       timeout: 'jwksFetchTimeoutMs',

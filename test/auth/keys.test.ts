@@ -491,48 +491,75 @@ describe('KeyStore with an injected clock and fetch', () => {
     expect(freshnessSeconds('max-age=abc', 600)).toBe(600)
   })
 
-  it('an unknown kid refreshes once, then at most once per cooldown', async () => {
+  it('an unknown kid refreshes after the 5 s unknown-kid cooldown (not the 30 s one), then at most once per 5 s', async () => {
     const key = await makeKey('ES256')
     const h = harness({ JWKS_REFRESH_COOLDOWN_SECONDS: '30' })
     h.state.keys = [key]
     expect(await h.lookup(key.kid)).toBe('ok')
     expect(h.state.fetches).toBe(1)
-    // Just fetched: an unknown kid does not fetch again before the cooldown.
-    h.state.now = T0 + 29_999
+    // Just fetched: an unknown kid does not fetch again before the unknown-kid cooldown.
+    h.state.now = T0 + 4_999
     expect(await h.lookup('nope')).toBe('unknown_kid')
     expect(h.state.fetches).toBe(1)
-    h.state.now = T0 + 30_000
+    h.state.now = T0 + 5_000
     expect(await h.lookup('nope')).toBe('unknown_kid')
     expect(h.state.fetches).toBe(2)
+    // A flood of made-up kids: one fetch per 5 s, whatever the rate.
     for (let i = 0; i < 200; i++) {
-      h.state.now = T0 + 30_000 + i * 100
+      h.state.now = T0 + 5_000 + i * 24
       expect(await h.lookup(crypto.randomUUID())).toBe('unknown_kid')
     }
     expect(h.state.fetches).toBe(2)
-    h.state.now = T0 + 60_000
+    h.state.now = T0 + 10_000
     expect(await h.lookup(crypto.randomUUID())).toBe('unknown_kid')
     expect(h.state.fetches).toBe(3)
     expect(await h.lookup(key.kid)).toBe('ok')
     expect(h.state.fetches).toBe(3)
   })
 
-  it('rotation: a new kid is found on the first refresh the cooldown allows', async () => {
+  it('rotation right after a fetch: the new kid is found 5 s later, with the refresh cooldown at 30 s', async () => {
     const a = await makeKey('ES256')
     const b = await makeKey('ES256')
     const h = harness({ JWKS_REFRESH_COOLDOWN_SECONDS: '30' })
     h.state.keys = [a]
     expect(await h.lookup(a.kid)).toBe('ok')
+    // The provider publishes b and signs with it at once (oidc-provider does).
     h.state.keys = [a, b]
-    h.state.now = T0 + 10_000
+    h.state.now = T0 + 4_000
     expect(await h.lookup(b.kid)).toBe('unknown_kid')
-    h.state.now = T0 + 30_000
+    h.state.now = T0 + 5_000
     expect(await h.lookup(b.kid)).toBe('ok')
     // And a removed key goes at the next refresh.
     h.state.keys = [b]
-    h.state.now = T0 + 30_000 + 600_000
+    h.state.now = T0 + 5_000 + 600_000
     expect(await h.lookup(a.kid)).toBe('unknown_kid')
     expect(await h.lookup(b.kid)).toBe('ok')
     expect(h.state.fetches).toBe(3)
+  })
+
+  it('JWKS_UNKNOWN_KID_COOLDOWN_SECONDS sets it; its default never exceeds the refresh cooldown', async () => {
+    const a = await makeKey('ES256')
+    const b = await makeKey('ES256')
+    const slow = harness({ JWKS_UNKNOWN_KID_COOLDOWN_SECONDS: '20' })
+    slow.state.keys = [a]
+    expect(await slow.lookup(a.kid)).toBe('ok')
+    slow.state.keys = [a, b]
+    slow.state.now = T0 + 19_999
+    expect(await slow.lookup(b.kid)).toBe('unknown_kid')
+    slow.state.now = T0 + 20_000
+    expect(await slow.lookup(b.kid)).toBe('ok')
+    const policy = (vars: Record<string, string>) => {
+      try {
+        return issuerConfig(vars).jwks
+      } catch (err) {
+        return (err as Error).message
+      }
+    }
+    expect(policy({})).toMatchObject({ refreshCooldownS: 30, unknownKidCooldownS: 5 })
+    expect(policy({ JWKS_REFRESH_COOLDOWN_SECONDS: '2' })).toMatchObject({ unknownKidCooldownS: 2 })
+    expect(policy({ JWKS_UNKNOWN_KID_COOLDOWN_SECONDS: '0' })).toBe(
+      'JWKS_UNKNOWN_KID_COOLDOWN_SECONDS: must be a whole number from 1 to 3600 (got "0")',
+    )
   })
 
   it('stale-if-error: held keys serve until JWKS_STALE_IF_ERROR_SECONDS past freshness', async () => {

@@ -101,4 +101,44 @@ describe('a real OpenID Provider (oidc-provider) and a real client (openid-clien
     expect(logs.lines.find((l) => l.event === 'request')?.reason).toBe('bad_audience')
     expect((await stub.calls()).origin).toHaveLength(0)
   })
+
+  it('a key rotation right after the gateway fetched is accepted within the 5 s unknown-kid cooldown', async () => {
+    const stub = new Stub()
+    // Default cooldowns: JWKS_REFRESH_COOLDOWN_SECONDS 30, JWKS_UNKNOWN_KID_COOLDOWN_SECONDS 5.
+    const gw = gateway(stub)
+    const config = await oidcClient()
+    const before = await accessToken(config, RESOURCE.ES256)
+    expect((await send(gw, '/x', bearer(before))).status).toBe(200)
+
+    // The provider publishes a new key and signs with it at once.
+    const rotated = await fetch(`${OIDC_URL}/_harness/rotate`, {
+      method: 'POST',
+      body: JSON.stringify({ algorithms: ['ES256'] }),
+    })
+    const { kids } = (await rotated.json()) as { kids: string[] }
+    const after = await accessToken(config, RESOURCE.ES256)
+    expect(header(after).kid).toBe(kids[0])
+
+    const logs = captureLogs()
+    const started = Date.now()
+    let status = 0
+    try {
+      // Just fetched: refused until the unknown-kid cooldown passes, then accepted.
+      expect((await send(gw, '/x', bearer(after))).status).toBe(401)
+      while (status !== 200 && Date.now() - started < 8_000) {
+        await sleep(250)
+        status = (await send(gw, '/x', bearer(after))).status
+      }
+    } finally {
+      logs.restore()
+    }
+    const waited = Date.now() - started
+    expect(status).toBe(200)
+    expect(waited).toBeGreaterThanOrEqual(4_500)
+    expect(waited).toBeLessThan(7_000)
+    const reasons = logs.lines.filter((l) => l.event === 'request').map((l) => l.reason)
+    expect(new Set(reasons.slice(0, -1))).toEqual(new Set(['unknown_kid']))
+    // The old key is still published, so tokens issued before the rotation keep working.
+    expect((await send(gw, '/x', bearer(before))).status).toBe(200)
+  }, 15_000)
 })

@@ -135,7 +135,9 @@ async function pipeline(
 
   const verify = needsAuth(route, request)
   const opaque = gateway.routeIntrospector.has(route)
-  const found = verify ? findToken(request, url, route.sources, opaque) : null
+  const found = verify
+    ? findToken(request, url, route.sources, opaque, gateway.config.maxTokenBytes)
+    : null
   const identity = verify ? await authenticate(found, route, gateway, log, io, background) : null
   const binding =
     identity && found
@@ -228,7 +230,11 @@ function admin(
     // Self-service logout authenticates like any Authorization-header route, across all issuers,
     // and a DPoP-bound token logs out with its proof, like anywhere else.
     authenticate: async (r) => {
-      const found = authorizationToken(r.headers.get('authorization'))
+      const found = authorizationToken(
+        r.headers.get('authorization'),
+        false,
+        gateway.config.maxTokenBytes,
+      )
       if (found === null) throw new GatewayError('missing_token')
       const identity = await verified(found.token, gateway.issuers, gateway, log, io)
       const policy = senderPolicy(null, issuerConfig(gateway, identity))

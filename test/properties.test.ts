@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { bearerToken, MAX_TOKEN_BYTES } from '../src/auth/credentials'
+import { bearerToken, DEFAULT_MAX_TOKEN_BYTES } from '../src/auth/credentials'
 import { GatewayError } from '../src/errors'
 import { encodeHeaderValue } from '../src/proxy/identity-headers'
 import { b64u, fromB64u } from './helpers'
@@ -43,7 +43,7 @@ const authorization = fc.oneof(
     )
     .map((p) => p.join('')),
   fc
-    .integer({ min: MAX_TOKEN_BYTES - 4, max: MAX_TOKEN_BYTES + 4 })
+    .integer({ min: DEFAULT_MAX_TOKEN_BYTES - 4, max: DEFAULT_MAX_TOKEN_BYTES + 4 })
     .map((n) => `Bearer ${'a'.repeat(4)}.${'b'.repeat(n - 14)}.${'c'.repeat(8)}`),
 )
 
@@ -76,7 +76,7 @@ describe('bearerToken', () => {
         }
         if (result === null) return
         expect(result).toMatch(JWS)
-        expect(result.length).toBeLessThanOrEqual(MAX_TOKEN_BYTES)
+        expect(result.length).toBeLessThanOrEqual(DEFAULT_MAX_TOKEN_BYTES)
         expect(header.endsWith(` ${result}`)).toBe(true)
         expect(header.slice(0, 6).toLowerCase()).toBe('bearer')
       }),

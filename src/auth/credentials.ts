@@ -2,13 +2,15 @@
  * Find the bearer token in a request and check its syntax before any crypto runs.
  * Pure. No I/O. Throws only GatewayError.
  */
-import type { TokenSource } from '../config'
+import { DEFAULT_MAX_TOKEN_BYTES, type TokenSource } from '../config'
 import { GatewayError } from '../errors'
 
-/** Largest token accepted, in bytes. Real access tokens are 1-2 KiB; this bounds parsing work. */
-export const MAX_TOKEN_BYTES = 8 * 1024
-/** Largest Authorization header read, in characters: twice the largest token. */
-export const MAX_AUTHORIZATION_BYTES = 2 * MAX_TOKEN_BYTES
+export { DEFAULT_MAX_TOKEN_BYTES }
+
+/** Largest Authorization header read, in characters, for a token limit: twice the token. */
+export function authorizationLimit(maxTokenBytes: number): number {
+  return 2 * maxTokenBytes
+}
 
 /** RFC 7235 token68-ish scheme name followed by the credentials. */
 const SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?: +(.*))?$/s
@@ -43,8 +45,12 @@ export type TokenScheme = 'bearer' | 'dpop'
  * @param authorization the Authorization header as the runtime gives it (repeats joined by ", ")
  * @param opaque whether a token that is not JWS-shaped may pass (to be introspected)
  */
-export function bearerToken(authorization: string | null, opaque = false): string | null {
-  const found = authorizationToken(authorization, opaque)
+export function bearerToken(
+  authorization: string | null,
+  opaque = false,
+  maxTokenBytes = DEFAULT_MAX_TOKEN_BYTES,
+): string | null {
+  const found = authorizationToken(authorization, opaque, maxTokenBytes)
   return found?.scheme === 'bearer' ? found.token : null
 }
 
@@ -52,15 +58,18 @@ export function bearerToken(authorization: string | null, opaque = false): strin
  * The token of a Bearer or DPoP Authorization header, or null when it carries neither.
  * @param authorization the Authorization header as the runtime gives it (repeats joined by ", ")
  * @param opaque whether a token that is not JWS-shaped may pass (to be introspected)
+ * @param maxTokenBytes the largest token accepted (MAX_TOKEN_BYTES)
  */
 export function authorizationToken(
   authorization: string | null,
   opaque = false,
+  maxTokenBytes = DEFAULT_MAX_TOKEN_BYTES,
 ): (Checked & { readonly scheme: TokenScheme }) | null {
   if (authorization === null) return null
   // Before any scanning, so a megabyte of header costs one length check, whatever its scheme.
-  if (authorization.length > MAX_AUTHORIZATION_BYTES) {
-    throw new GatewayError('token_too_large', `Authorization over ${MAX_AUTHORIZATION_BYTES} bytes`)
+  const limit = authorizationLimit(maxTokenBytes)
+  if (authorization.length > limit) {
+    throw new GatewayError('token_too_large', `Authorization over ${limit} bytes`)
   }
   // No valid bearer token contains a comma: a comma means repeated headers or several credentials.
   if (authorization.includes(',')) {
@@ -79,7 +88,7 @@ export function authorizationToken(
   if (/\s/.test(token)) {
     throw new GatewayError('malformed_request', 'text after the bearer token')
   }
-  return { ...checkedToken(token, opaque), scheme }
+  return { ...checkedToken(token, opaque, maxTokenBytes), scheme }
 }
 
 /** Strict JWS compact syntax with canonical base64url segments (no size check). */
@@ -98,10 +107,10 @@ interface Checked {
  * that is not JWS-shaped at all passes as opaque if it is a b64token; one that looks like a JWS
  * but is not canonical stays malformed, so no JWT is ever sent to an introspection endpoint.
  */
-function checkedToken(token: string, opaque: boolean): Checked {
+function checkedToken(token: string, opaque: boolean, maxTokenBytes: number): Checked {
   // Size first, so a huge header costs no more than a length check.
-  if (token.length > MAX_TOKEN_BYTES) {
-    throw new GatewayError('token_too_large', `token over ${MAX_TOKEN_BYTES} bytes`)
+  if (token.length > maxTokenBytes) {
+    throw new GatewayError('token_too_large', `token over ${maxTokenBytes} bytes`)
   }
   if (JWS_COMPACT.test(token)) {
     if (!canonicalSegments(token)) {
@@ -143,12 +152,14 @@ export interface FoundToken extends Checked {
  * A token in two places (or twice in one) is refused: which one is meant would be a guess, and
  * a gateway and an origin that guess differently disagree about who is calling.
  * @param opaque whether the route introspects tokens that are not JWS-shaped
+ * @param maxTokenBytes the largest token accepted (MAX_TOKEN_BYTES)
  */
 export function findToken(
   request: Request,
   url: URL,
   sources: readonly TokenSource[],
   opaque = false,
+  maxTokenBytes = DEFAULT_MAX_TOKEN_BYTES,
 ): FoundToken | null {
   let found: FoundToken | null = null
   const take = (checked: Checked, source: TokenSource, scheme: TokenScheme = 'bearer') => {
@@ -157,14 +168,18 @@ export function findToken(
   }
   for (const source of sources) {
     if (source.kind === 'header') {
-      const checked = authorizationToken(request.headers.get('authorization'), opaque)
+      const checked = authorizationToken(
+        request.headers.get('authorization'),
+        opaque,
+        maxTokenBytes,
+      )
       if (checked !== null) take(checked, source, checked.scheme)
     } else {
       const values =
         source.kind === 'cookie'
           ? cookieValues(request.headers.get('cookie'), source.name)
           : url.searchParams.getAll(source.name)
-      for (const v of values) take(checkedToken(v, opaque), source)
+      for (const v of values) take(checkedToken(v, opaque, maxTokenBytes), source)
     }
   }
   return found

@@ -22,6 +22,9 @@ import {
   MAX_REVOCATION_MAX_STALENESS_S,
   type RevocationLogConfig,
   DEFAULT_ADMIN_PREFIX,
+  DEFAULT_MAX_TOKEN_BYTES,
+  MIN_MAX_TOKEN_BYTES,
+  MAX_MAX_TOKEN_BYTES,
   MIN_ADMIN_TOKEN_LENGTH,
   IDENTITY_HEADER_PREFIX,
   type JwksPolicy,
@@ -363,6 +366,17 @@ function revocationLog(env: RawEnv): RevocationLogConfig {
     )
   }
   return { syncMs, maxStalenessS }
+}
+
+/** MAX_TOKEN_BYTES, a flat variable in both modes. */
+export function maxTokenBytes(env: RawEnv): number {
+  return integer(
+    env,
+    'MAX_TOKEN_BYTES',
+    DEFAULT_MAX_TOKEN_BYTES,
+    MIN_MAX_TOKEN_BYTES,
+    MAX_MAX_TOKEN_BYTES,
+  )
 }
 
 /**

@@ -36,6 +36,14 @@ export const DEFAULT_JWKS_STALE_IF_ERROR_S = 86_400
 export const DEFAULT_JWKS_FETCH_TIMEOUT_MS = 5_000
 export const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000
 export const DEFAULT_REALM = 'gateway'
+/**
+ * Largest token accepted, in bytes, by default: an Entra ID token with 200 group ids (its limit
+ * before the overage claim) is ~11.8 KB. Oversize tokens are refused before any parsing.
+ */
+export const DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
+/** Bounds of MAX_TOKEN_BYTES: the Authorization header read is twice it, within Workers' limits. */
+export const MIN_MAX_TOKEN_BYTES = 1024
+export const MAX_MAX_TOKEN_BYTES = 64 * 1024
 /** How long one isolate trusts a revocation lookup; adds to KV's own ~60 s propagation delay. */
 export const DEFAULT_REVOCATION_CACHE_S = 10
 export const MAX_REVOCATION_CACHE_S = 300
@@ -361,6 +369,8 @@ export interface MtlsConfig {
 
 export interface GatewayConfig {
   readonly realm: string
+  /** Largest token accepted, in bytes (MAX_TOKEN_BYTES); the Authorization cap is twice it. */
+  readonly maxTokenBytes: number
   /** Send `Server-Timing: auth;dur=...` to clients (reveals cache hits; off unless asked for). */
   readonly serverTiming: boolean
   /** Which requests get a log line: all, or all but those forwarded to the origin. */

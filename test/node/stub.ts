@@ -216,7 +216,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, base: string): 
 
 export async function startStub(): Promise<{ url: string; server: Server }> {
   let base = ''
-  const server = createServer((req, res) => {
+  // Node's default 16 KiB header limit would answer 431 to the X-Auth-Claims of a large token
+  // (MAX_TOKEN_BYTES goes up to 64 KiB): the stub origin accepts what the gateway may send.
+  const server = createServer({ maxHeaderSize: 256 * 1024 }, (req, res) => {
     handle(req, res, base).catch((err: unknown) => {
       if (!res.headersSent) json(res, 500, { error: String(err) })
     })

@@ -6,7 +6,7 @@
  * reason logged, origin not called, and how many JWKS fetches it cost.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import { MAX_TOKEN_BYTES } from '../../src/auth/credentials'
+import { DEFAULT_MAX_TOKEN_BYTES } from '../../src/auth/credentials'
 import {
   b64u,
   claims,
@@ -316,8 +316,11 @@ describe('size', () => {
   describe('Authorization', () => {
     const cases: [string, string][] = [
       ['Bearer and 1,000,000 dots', `Bearer ${'.'.repeat(1_000_000)}`],
-      ['Bearer and a token one byte over MAX_TOKEN_BYTES', `Bearer ${junk(MAX_TOKEN_BYTES + 1)}`],
-      ['8 KB: Bearer and an 8 KiB token in JWS shape', `Bearer a.${junk(8 * KB)}.c`],
+      [
+        'Bearer and a token one byte over DEFAULT_MAX_TOKEN_BYTES',
+        `Bearer ${junk(DEFAULT_MAX_TOKEN_BYTES + 1)}`,
+      ],
+      ['16 KB: Bearer and a 16 KiB token in JWS shape', `Bearer a.${junk(16 * KB)}.c`],
       ['32 KB', `Bearer ${junk(32 * KB)}`],
       ['64 KB', `Bearer ${junk(64 * KB)}`],
       // Over MAX_AUTHORIZATION_BYTES the header is not read at all, whatever its scheme.

@@ -81,8 +81,8 @@ describe('kid payloads', () => {
 
   const refused: [string, unknown, string][] = [
     [`${MAX_KID_LENGTH + 1} characters`, 'k'.repeat(MAX_KID_LENGTH + 1), 'malformed_token'],
-    // The token is then over MAX_TOKEN_BYTES: refused before it is even decoded.
-    ['10 KB', 'k'.repeat(10 * 1024), 'token_too_large'],
+    // The token is then over DEFAULT_MAX_TOKEN_BYTES: refused before it is even decoded.
+    ['20 KB', 'k'.repeat(20 * 1024), 'token_too_large'],
     ['a number', 7, 'malformed_token'],
     ['zero', 0, 'malformed_token'],
     ['true', true, 'malformed_token'],

@@ -2,12 +2,14 @@
  * Limits: each named constant at its boundary (exactly at the limit passes, one over does not),
  * the origin timeout's bounds, and the request id: kept when well-formed, generated otherwise,
  * and the same id on the origin request, the client's answer and the log line, refusals included.
- * Boundaries tested elsewhere: MAX_TOKEN_BYTES (test/credentials.test.ts), MAX_KID_LENGTH and
+ * Boundaries tested elsewhere: DEFAULT_MAX_TOKEN_BYTES (test/credentials.test.ts), MAX_KID_LENGTH and
  * MAX_JSON_DEPTH (header.test.ts), MAX_JWKS_BYTES (test/keys.test.ts).
  */
 import { beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_ORIGIN_TIMEOUT_MS, parseConfig } from '../../src/config'
-import { MAX_AUTHORIZATION_BYTES, MAX_TOKEN_BYTES } from '../../src/auth/credentials'
+import { authorizationLimit, DEFAULT_MAX_TOKEN_BYTES } from '../../src/auth/credentials'
+
+const MAX_AUTHORIZATION_BYTES = authorizationLimit(DEFAULT_MAX_TOKEN_BYTES)
 import { MAX_JWKS_KEYS } from '../../src/auth/keys'
 import {
   captureLogs,
@@ -29,8 +31,8 @@ beforeAll(async () => {
 })
 
 describe('named limits at their boundary', () => {
-  it('MAX_AUTHORIZATION_BYTES is twice MAX_TOKEN_BYTES: no valid bearer header comes near it', () => {
-    expect(MAX_AUTHORIZATION_BYTES).toBe(2 * MAX_TOKEN_BYTES)
+  it('MAX_AUTHORIZATION_BYTES is twice DEFAULT_MAX_TOKEN_BYTES: no valid bearer header comes near it', () => {
+    expect(MAX_AUTHORIZATION_BYTES).toBe(2 * DEFAULT_MAX_TOKEN_BYTES)
   })
 
   it('an Authorization header of exactly MAX_AUTHORIZATION_BYTES is read', async () => {

@@ -10,7 +10,7 @@ import fc from 'fast-check'
 import { exportJWK, generateKeyPair } from 'jose'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, parseConfig, type IdentityConfig, type TokenSource } from '../../src/config'
-import { findToken, MAX_TOKEN_BYTES } from '../../src/auth/credentials'
+import { findToken, DEFAULT_MAX_TOKEN_BYTES } from '../../src/auth/credentials'
 import { GatewayError } from '../../src/errors'
 import { claimHeaderValue, identityHeaders } from '../../src/proxy/identity-headers'
 import type { Identity } from '../../src/auth/verify'
@@ -62,7 +62,9 @@ const segment = fc.uint8Array({ minLength: 1, maxLength: 40 }).map((b) => b64u(b
 const tokenish = fc.oneof(
   fc.tuple(segment, segment, segment).map((p) => p.join('.')),
   awkward,
-  fc.integer({ min: MAX_TOKEN_BYTES - 2, max: MAX_TOKEN_BYTES + 2 }).map((n) => 'a'.repeat(n)),
+  fc
+    .integer({ min: DEFAULT_MAX_TOKEN_BYTES - 2, max: DEFAULT_MAX_TOKEN_BYTES + 2 })
+    .map((n) => 'a'.repeat(n)),
 )
 
 describe('findToken (header, cookie and query sources)', () => {
@@ -101,7 +103,7 @@ describe('findToken (header, cookie and query sources)', () => {
           const found = onlyThrows(GatewayError, () => findToken(request, url, sources))
           if (found) {
             expect(found.token).toMatch(JWS)
-            expect(found.token.length).toBeLessThanOrEqual(MAX_TOKEN_BYTES)
+            expect(found.token.length).toBeLessThanOrEqual(DEFAULT_MAX_TOKEN_BYTES)
             expect(sources).toContainEqual(found.source)
           }
         },

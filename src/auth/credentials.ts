@@ -12,6 +12,9 @@ export function authorizationLimit(maxTokenBytes: number): number {
   return 2 * maxTokenBytes
 }
 
+/** RFC 6750 §2.3's query parameter. */
+const ACCESS_TOKEN_PARAM = 'access_token'
+
 /** RFC 7235 token68-ish scheme name followed by the credentials. */
 const SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?: +(.*))?$/s
 /** JWS compact serialization: three unpadded base64url segments, nothing else. */
@@ -181,6 +184,16 @@ export function findToken(
           : url.searchParams.getAll(source.name)
       for (const v of values) take(checkedToken(v, opaque, maxTokenBytes), source)
     }
+  }
+  // RFC 6750 §2: one method per request. A route that does not read the query still refuses an
+  // `access_token` there next to a header or cookie token: that second token would otherwise
+  // travel on to the origin, in a URL.
+  if (
+    found !== null &&
+    !sources.some((s) => s.kind === 'query' && s.name === ACCESS_TOKEN_PARAM) &&
+    url.searchParams.has(ACCESS_TOKEN_PARAM)
+  ) {
+    throw new GatewayError('malformed_request', 'access_token in the query as well')
   }
   return found
 }

@@ -11,12 +11,30 @@ import type { Identity } from '../auth/identity'
 export type LogFields = Record<string, string | number | boolean | null | undefined>
 
 export function log(fields: LogFields): void {
-  console.log(JSON.stringify({ level: 'info', ...fields }))
+  console.log(asciiJson({ level: 'info', ...fields }))
 }
 
 /** The request line: its fields already start with `level`, so no copy is made per request. */
 function writeLine(fields: LogFields): void {
-  console.log(JSON.stringify(fields))
+  console.log(asciiJson(fields))
+}
+
+/** Every character JSON.stringify leaves raw that is not printable ASCII. */
+const NON_ASCII = /[\u007f-\uffff]/
+const NON_ASCII_ALL = new RegExp(NON_ASCII.source, 'g')
+
+/**
+ * JSON with every non-ASCII character as a \u escape: U+2028, U+2029 and U+0085 are line breaks
+ * to some log readers, which would split one request's line in two (a forged second line).
+ * Lone surrogates are escaped the same way. Still valid JSON for the same value.
+ */
+export function asciiJson(value: unknown): string {
+  const json = JSON.stringify(value)
+  return NON_ASCII.test(json) ? json.replace(NON_ASCII_ALL, escapeChar) : json
+}
+
+function escapeChar(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
 }
 
 /** A well-formed client request id is kept so traces join up; anything else is replaced. */

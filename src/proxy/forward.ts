@@ -60,12 +60,14 @@ export function originHeaders(
   if (connection !== null) {
     // Headers the client's Connection header names are hop-by-hop for this request only.
     const named = new Set(drop)
-    for (const name of connection.split(',')) named.add(name.trim().toLowerCase())
+    for (const name of connection.split(',')) named.add(dashed(name.trim().toLowerCase()))
     drop = named
   }
   const prefix = cfg.prefix.replaceAll('_', '-')
   for (const name of [...out.keys()]) {
-    if (drop.has(name) || isIdentityHeader(name, prefix)) out.delete(name)
+    // Compared with `_` read as `-`: an origin behind CGI/WSGI-style mapping reads `x_org` and
+    // `x-org` as one header, so a client's `x_org` would sit next to the gateway's `x-org`.
+    if (drop.has(dashed(name)) || isIdentityHeader(name, prefix)) out.delete(name)
   }
   if (token?.kind === 'cookie' && !cfg.keepAuthorization) {
     const kept = (incoming.get('cookie') ?? '')
@@ -79,9 +81,15 @@ export function originHeaders(
   return out
 }
 
+/** A lower-case header name with `_` read as `-`, the form the dropped-header sets hold. */
+function dashed(name: string): string {
+  return name.includes('_') ? name.replaceAll('_', '-') : name
+}
+
 /**
  * The header names never forwarded on a route, whatever the request: fixed per route, so the
- * gateway builds each set once. `reserved` holds the names only the gateway may set.
+ * gateway builds each set once. `reserved` holds the names only the gateway may set. Names are
+ * held with `_` read as `-` (see originHeaders).
  */
 export function droppedHeaders(
   cfg: RouteConfig['identity'],
@@ -92,7 +100,9 @@ export function droppedHeaders(
   if (!cfg.keepAuthorization) names.add('authorization').add('dpop')
   // Headers any route sets from claims, and assertion headers, are ours alone on every route:
   // a copy captured from one route must not be replayed to an origin through another.
-  for (const name of reserved) names.add(name)
+  for (const name of reserved) names.add(dashed(name))
+  // The gateway sets the request id itself; a client's `x_request_id` must not shadow it.
+  names.add('x-request-id')
   // The Host header names the gateway; the origin's comes from its URL.
   names.add('host')
   return names

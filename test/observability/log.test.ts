@@ -134,6 +134,27 @@ describe('request id, Server-Timing and health', () => {
     expect(all).not.toContain('alice@example.com')
   })
 
+  it('escapes U+2028, U+2029, U+0085 and all non-ASCII, so a line-splitting reader sees one line', async () => {
+    const stub = new Stub()
+    const key = await makeKey('ES256', 'k\u2029{"level":"error","event":"forged"}')
+    await stub.publish(key)
+    const sub = 'alice\u2028{"level":"error","event":"forged"}\u0085é\u{1f600}'
+    const raw: string[] = []
+    const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => void raw.push(line))
+    try {
+      expect((await send(gatewayEnv(stub), '/a', bearer(await mint(key, { sub })))).status).toBe(
+        200,
+      )
+    } finally {
+      spy.mockRestore()
+    }
+    const line = raw.find((l) => l.includes('"event":"request"'))!
+    // Printable ASCII only: nothing any reader treats as a line break, and the same JSON value.
+    expect(line).toMatch(/^[\x20-\x7e]+$/)
+    expect(line.split(/\r\n|[\n\r\u0085\u2028\u2029]/)).toHaveLength(1)
+    expect(JSON.parse(line)).toMatchObject({ sub, kid: key.kid, status: 200 })
+  })
+
   it('with LOG_REQUESTS=refused logs every request but those the origin served; metrics count all', async () => {
     const stub = new Stub()
     const key = await makeKey('ES256')

@@ -11,6 +11,8 @@ export type ReasonCode =
   | 'missing_token'
   | 'malformed_request'
   | 'malformed_path'
+  /** A state-changing request with a cookie token that no header shows came from this site. */
+  | 'cross_site_request'
   | 'no_route'
   | 'body_unreadable'
   | 'method_not_allowed'
@@ -157,6 +159,14 @@ function answerFor(code: ReasonCode): Answer {
         status: 400,
         bodyError: 'invalid_request',
         description: 'The request path is not acceptable',
+        challenge: false,
+      }
+    case 'cross_site_request':
+      // The token may be fine; the request is what is refused, so no challenge to retry with.
+      return {
+        status: 403,
+        bodyError: 'forbidden',
+        description: 'A cross-site request with cookie credentials was refused',
         challenge: false,
       }
     case 'no_route':

@@ -8,6 +8,7 @@ import { Hono } from 'hono'
 import { handleAdmin, isAdminPath } from './admin'
 import { authenticate, needsAuth, verified } from './auth/authenticate'
 import { authorizationToken, findToken } from './auth/credentials'
+import { checkCsrf } from './auth/csrf'
 import { bindSender, senderPolicy, type SenderAnswer } from './auth/sender'
 import type { Identity } from './auth/identity'
 import { GatewayError, toResponse, type ChallengeOptions, type Challenges } from './errors'
@@ -138,6 +139,7 @@ async function pipeline(
   const found = verify
     ? findToken(request, url, route.sources, opaque, gateway.config.maxTokenBytes)
     : null
+  if (found?.source.kind === 'cookie') checkCsrf(request, route.csrf)
   const identity = verify ? await authenticate(found, route, gateway, log, io, background) : null
   const binding =
     identity && found

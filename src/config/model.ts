@@ -274,6 +274,12 @@ export interface McpConfig {
 /** Seconds clients and caches may keep a protected-resource metadata document. */
 export const MCP_METADATA_MAX_AGE_S = 600
 
+/** The CSRF check on cookie-borne tokens (src/auth/csrf.ts). */
+export interface CsrfConfig {
+  /** Serialized origins (`https://app.example.com`, lower case) allowed to send state-changing requests. */
+  readonly allowedOrigins: readonly string[]
+}
+
 export interface RouteConfig {
   /** Where errors point: `routes[2]`, or `ORIGIN_URL` in simple mode. */
   readonly name: string
@@ -300,6 +306,11 @@ export interface RouteConfig {
   readonly identity: IdentityConfig
   /** Let CORS preflights through unauthenticated. */
   readonly cors: boolean
+  /**
+   * For a token taken from a cookie, the CSRF check of state-changing methods; null: off. On by
+   * default for routes with a cookie source.
+   */
+  readonly csrf: CsrfConfig | null
   readonly originTimeoutMs: number
   readonly assertion: AssertionConfig | null
   /** The binding tokens must show on this route (on top of their issuer's). */

@@ -99,6 +99,7 @@ export function simpleMode(env: RawEnv): GatewayConfig {
     sources: [{ kind: 'header' }],
     identity: defaultIdentity(flag(env, 'FORWARD_AUTHORIZATION', false)),
     cors: false,
+    csrf: null,
     originTimeoutMs: integer(env, 'ORIGIN_TIMEOUT_MS', DEFAULT_ORIGIN_TIMEOUT_MS, 100, 600_000),
     assertion: null,
     binding: bindingMode(env, 'TOKEN_BINDING'),

@@ -21,6 +21,7 @@ import {
   type ClaimRule,
   type IdentityConfig,
   type AssertionConfig,
+  type CsrfConfig,
   type RouteConfig,
   type AssertionKeys,
   type GatewayConfig,
@@ -469,6 +470,7 @@ const ROUTE_FIELDS = [
   'tokenSources',
   'identity',
   'cors',
+  'csrf',
   'originTimeoutMs',
   'assertion',
   'binding',
@@ -550,6 +552,35 @@ function identityOf(o: Obj, path: string): IdentityConfig {
     claimHeaders,
     sendClaims: flag(id, 'sendClaims', true, `${path}.sendClaims`),
     keepAuthorization: flag(id, 'keepAuthorization', false, `${path}.keepAuthorization`),
+  }
+}
+
+/** `csrf`: true (the default), false, or `{ allowedOrigins = [...] }`. */
+function csrfOf(o: Obj, path: string): CsrfConfig | null {
+  const v = o.csrf
+  if (v === false || v === 'false') return null
+  if (v === undefined || v === true || v === 'true') return { allowedOrigins: [] }
+  const c = object(v, path)
+  only(c, path, ['allowedOrigins'])
+  const origins = list(c, 'allowedOrigins', `${path}.allowedOrigins`) ?? []
+  return {
+    allowedOrigins: origins.map((origin) => {
+      const lower = origin.toLowerCase()
+      let url: URL | null = null
+      try {
+        url = new URL(lower)
+      } catch {
+        // reported below
+      }
+      // Compared with the Origin header byte for byte: it must be exactly a serialized origin.
+      if (url === null || !/^https?:$/.test(url.protocol) || url.origin !== lower) {
+        throw new ConfigError(
+          `${path}.allowedOrigins`,
+          `"${origin}" is not an origin like https://app.example.com (no path or trailing slash)`,
+        )
+      }
+      return lower
+    }),
   }
 }
 
@@ -661,6 +692,7 @@ function routeOf(
     sources: tokenSources(o, at('tokenSources')),
     identity: identityOf(o, at('identity')),
     cors: flag(o, 'cors', false, at('cors')),
+    csrf: csrfOf(o, at('csrf')),
     originTimeoutMs: integer(
       o,
       'originTimeoutMs',

@@ -129,8 +129,8 @@ function checkedToken(token: string, opaque: boolean, maxTokenBytes: number): Ch
 }
 
 /** A JWS compact token from anywhere but a request's credentials (a logout token, a SET). */
-export function jwsToken(token: string): string {
-  return checkedToken(token, false).token
+export function jwsToken(token: string, maxTokenBytes = DEFAULT_MAX_TOKEN_BYTES): string {
+  return checkedToken(token, false, maxTokenBytes).token
 }
 
 /** The values of cookie `name` in a Cookie header (RFC 6265 §5.4 syntax, no decoding). */

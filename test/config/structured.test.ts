@@ -352,6 +352,7 @@ describe('structured config defaults', () => {
       sources: [{ kind: 'header' }],
       identity: { prefix: 'x-auth-', claimHeaders: [], sendClaims: true, keepAuthorization: false },
       cors: false,
+      csrf: { allowedOrigins: [] },
       originTimeoutMs: 30_000,
       assertion: null,
       binding: 'none',

@@ -37,7 +37,7 @@ describe('CSRF check on cookie tokens', () => {
     const logs = captureLogs()
     try {
       for (const method of ['POST', 'PUT', 'PATCH', 'DELETE', 'PROPFIND']) {
-        for (const headers of [
+        for (const headers of <Record<string, string>[]>[
           {},
           { 'sec-fetch-site': 'cross-site' },
           { 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' },

@@ -13,7 +13,7 @@ import { extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/a
 import { ClientCredentialsProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { OAuthClientMetadata } from '@modelcontextprotocol/sdk/shared/auth.js'
-import { send, sleep, structuredEnv, Stub, type GatewayEnv } from '../helpers'
+import { fromB64u, send, sleep, structuredEnv, Stub, type GatewayEnv } from '../helpers'
 
 const { MCP_SERVER_URL, MCP_OIDC_URL } = env as unknown as Record<string, string>
 // As in test/node/mcp-setup.ts.
@@ -103,6 +103,11 @@ async function connect(gw: GatewayEnv, provider: SteppingUpClient, seen: Seen[])
   return client
 }
 
+/** The claims of an access token the authorization server issued (decoded, not verified). */
+function claimsOf(token: string): Record<string, unknown> & { scope: string } {
+  return JSON.parse(fromB64u(token.split('.')[1]!))
+}
+
 function text(result: unknown): string {
   return ((result as { content: { text: string }[] }).content[0] ?? { text: '' }).text
 }
@@ -139,8 +144,7 @@ describe('the MCP SDK client through the gateway to an MCP SDK server', () => {
       })
       // The client read that document from the gateway, then went to the authorization server.
       expect(seen.some((s) => s.method === 'GET' && s.status === 200)).toBe(true)
-      const token = provider.tokens()!.access_token
-      const payload = JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/')))
+      const payload = claimsOf(provider.tokens()!.access_token)
       expect(payload).toMatchObject({ iss: MCP_OIDC_URL, aud: RESOURCE, scope: 'mcp tools:call' })
 
       const tools = await client.listTools()
@@ -204,8 +208,7 @@ describe('the MCP SDK client through the gateway to an MCP SDK server', () => {
         'Bearer realm="gateway", error="insufficient_scope", error_description="The access token does not grant access to this resource", ' +
           `scope="mcp tools:call files:write", resource_metadata="${METADATA}"`,
       )
-      const token = provider.tokens()!.access_token
-      const payload = JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/')))
+      const payload = claimsOf(provider.tokens()!.access_token)
       expect(payload.scope.split(' ').sort()).toEqual(['files:write', 'mcp', 'tools:call'])
     } finally {
       await client.close()

@@ -7,7 +7,8 @@
  * CPU time (process.cpuUsage), not wall time, so it stays usable while other work shares the
  * machine; rounds are interleaved and medians shown. For the numbers that count, `npm run bench`.
  *
- *   node test/bench/inproc.mjs [--requests N] [--rounds N] [--cpu-prof]
+ *   node test/bench/inproc.mjs [--requests N] [--rounds N] [--only "d unique"]
+ *   node --expose-gc test/bench/inproc.mjs --flood 1000000    heap under N distinct valid tokens
  *
  * Node 22+ (run through `npm exec -- node` or the pinned node in node_modules/.bin).
  */
@@ -17,7 +18,7 @@ import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
-import { AUDIENCE, ISSUER, prepareTokens } from './tokens.mjs'
+import { AUDIENCE, ISSUER, prepareTokens, signJwt } from './tokens.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '../..')
@@ -28,6 +29,7 @@ const { values: opt } = parseArgs({
     rounds: { type: 'string', default: '5' },
     gateway: { type: 'string', default: 'src/index.ts' },
     only: { type: 'string', default: '' },
+    flood: { type: 'string', default: '0' },
   },
 })
 const REQUESTS = Number(opt.requests)
@@ -149,6 +151,52 @@ async function run(id, scenario) {
   await Promise.all(pending.splice(0))
   const d = process.cpuUsage(t0)
   return (d.user + d.system) / REQUESTS
+}
+
+/**
+ * --flood N: N distinct valid ES256 tokens (minted as it goes, each sent once) through the shipped
+ * gateway, the heap after a full GC every N/10 requests. The caches must hold it flat.
+ */
+async function flood(n) {
+  const gc = /** @type {(() => void) | undefined} */ (globalThis.gc)
+  if (!gc) throw new Error('--flood needs node --expose-gc')
+  const key = tokens.keys.find((k) => k.alg === 'ES256')
+  const now = Math.floor(Date.now() / 1000)
+  const heapMiB = () => (gc(), process.memoryUsage().heapUsed / 2 ** 20)
+  const samples = [[0, heapMiB()]]
+  const BATCH = 64
+  for (let sent = 0; sent < n;) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(BATCH, n - sent) }, (_, j) =>
+        signJwt(key, {
+          iss: ISSUER,
+          aud: AUDIENCE,
+          sub: `flood-${(sent + j) % 5000}`,
+          iat: now,
+          exp: now + 3600,
+          jti: `flood-${sent + j}`,
+        }),
+      ),
+    )
+    for (const token of batch) {
+      const status = await call('dr', token)
+      if (status !== 200) throw new Error(`flood: ${status} ${lastLine}`)
+    }
+    sent += batch.length
+    if (sent % (n / 10) < BATCH && sent >= (n / 10) * samples.length) {
+      samples.push([sent, heapMiB()])
+      say(`${sent} tokens: heap ${samples.at(-1)[1].toFixed(1)} MiB`)
+    }
+  }
+  await Promise.all(pending.splice(0))
+  console.error(`(d) + revocation, ${n} distinct valid ES256 tokens, heap used after a full GC:`)
+  console.error('| tokens sent | heap MiB |')
+  console.error('| ---: | ---: |')
+  for (const [sent, mib] of samples) console.error(`| ${sent} | ${mib.toFixed(1)} |`)
+}
+if (Number(opt.flood) > 0) {
+  await flood(Number(opt.flood))
+  process.exit(0)
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]

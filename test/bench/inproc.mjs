@@ -52,6 +52,8 @@ async function bundle(name, entry) {
     conditions: ['workerd', 'worker', 'browser'],
     mainFields: ['module', 'main'],
     keepNames: false,
+    // Node has no cloudflare:workers; the Durable Object classes need only a base class to load.
+    alias: { 'cloudflare:workers': join(here, 'workers/cloudflare-workers-shim.mjs') },
     logLevel: 'silent',
   })
   return (await import(pathToFileURL(outfile).href)).default

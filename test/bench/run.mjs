@@ -258,6 +258,8 @@ async function bundle(w) {
     conditions: ['workerd', 'worker', 'browser'],
     mainFields: ['module', 'main'],
     keepNames: w.name.startsWith('gateway') ? GATEWAY_KEEP_NAMES : true,
+    // The runtime's own modules (the Durable Object base class), as wrangler leaves them.
+    external: ['cloudflare:*'],
     logLevel: 'silent',
   })
   const bytes = readFileSync(outfile)

@@ -401,7 +401,7 @@ describe('parseConfig', () => {
     )
     // The generator reaches valid configurations too, not only the first error.
     expect(ok).toBeGreaterThan(0)
-  })
+  }, 30_000) // 3,000 generated environments: several seconds on a busy 2-core machine
 
   it('never throws on values of any type at all', () => {
     const names = [

@@ -15,6 +15,7 @@ export default defineConfig({
           OIDC_INTROSPECTION_CLIENT_KEY: inject<string>('oidcIntrospectionClientKey'),
           MCP_SERVER_URL: inject<string>('mcpServerUrl'),
           MCP_OIDC_URL: inject<string>('mcpOidcUrl'),
+          OIDC_LOGOUT_URL: inject<string>('oidcLogoutUrl'),
         },
         // A Worker origin for routes with `service = "ECHO_SERVICE"` (test/routes.test.ts).
         serviceBindings: {
@@ -53,6 +54,7 @@ export default defineConfig({
       'test/node/oidc-setup.ts',
       'test/node/introspection-setup.ts',
       'test/node/oidc-introspection-setup.ts',
+      'test/node/oidc-logout-setup.ts',
       'test/node/gateway-bundle-setup.ts',
       'test/node/mcp-setup.ts',
     ],

@@ -264,3 +264,14 @@ export async function freshKv(): Promise<KVNamespace> {
     },
   } as unknown as KVNamespace
 }
+
+/** Every record the admin API lists (one page of up to 1000; tests use a fresh namespace). */
+export async function listedRevocations(
+  gw: GatewayEnv,
+  adminToken: string,
+): Promise<Record<string, unknown>[]> {
+  const res = await send(gw, '/_gateway/revocations?limit=1000', {
+    headers: { authorization: `Bearer ${adminToken}` },
+  })
+  return (await body(res)).records as Record<string, unknown>[]
+}

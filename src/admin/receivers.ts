@@ -11,6 +11,7 @@ import type { KeyDeps } from '../auth/keys'
 import type { Issuer } from '../auth/verify'
 import { GatewayError, messageOf, type ReasonCode } from '../errors'
 import { log } from '../observability/log'
+import { sameSecret } from '../lib/secret'
 import {
   MAX_LOGOUT_TOKEN_AGE_S,
   LOGOUT_TOKEN_TYPE,
@@ -211,14 +212,4 @@ async function anyAuthorization(
     }
   }
   return false
-}
-
-/** Compared as digests, so lengths match and the time taken says nothing about the secret. */
-async function sameSecret(given: string, expected: string): Promise<boolean> {
-  const enc = new TextEncoder()
-  const [a, b] = await Promise.all([
-    crypto.subtle.digest('SHA-256', enc.encode(given)),
-    crypto.subtle.digest('SHA-256', enc.encode(expected)),
-  ])
-  return crypto.subtle.timingSafeEqual(a, b)
 }

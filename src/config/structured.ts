@@ -368,6 +368,8 @@ const NOT_FOR_TRANSMITTERS = [
   'maxTokenAgeSeconds',
   'introspection',
   'backchannelLogout',
+  // Sender binding (DPoP, mTLS) is about access tokens presented by clients, not pushed SETs.
+  'binding',
 ]
 /** RFC 8417 §2.3: the media type a SET may declare in `typ`. */
 export const SET_TYPE = 'secevent+jwt'

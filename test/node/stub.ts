@@ -117,7 +117,10 @@ async function readBody(
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 async function handle(req: IncomingMessage, res: ServerResponse, base: string): Promise<void> {
-  const url = req.url ?? '/'
+  let url = req.url ?? '/'
+  // SSF 1.0 §7.2 puts the well-known path between host and issuer path (as RFC 8414 does).
+  const ssf = /^\/\.well-known\/ssf-configuration(\/ns\/[A-Za-z0-9_-]+)$/.exec(url.split('?')[0]!)
+  if (ssf) url = `${ssf[1]}/.well-known/ssf-configuration`
   const m = /^\/ns\/([A-Za-z0-9_-]+)(\/.*)?$/.exec(url.split('?')[0]!)
   if (!m) return json(res, 404, { error: 'no namespace' })
   const id = m[1]!
@@ -148,6 +151,17 @@ async function handle(req: IncomingMessage, res: ServerResponse, base: string): 
   if (rest === '/_release' && req.method === 'POST') {
     n.release()
     return json(res, 200, { ok: true })
+  }
+  if (rest === '/.well-known/ssf-configuration') {
+    n.discoveryFetches++
+    // Shared Signals Transmitter Configuration Metadata: the members a push receiver reads.
+    const doc = s.discovery ?? {
+      spec_version: '1_0',
+      issuer: s.issuer ?? `${base}/ns/${id}`,
+      jwks_uri: `${base}/ns/${id}/jwks`,
+      delivery_methods_supported: ['urn:ietf:rfc:8935'],
+    }
+    return json(res, s.discoveryStatus ?? 200, doc)
   }
   if (rest === '/.well-known/openid-configuration') {
     n.discoveryFetches++

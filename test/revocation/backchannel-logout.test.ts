@@ -11,6 +11,7 @@ import {
   bearer,
   body,
   freshKv,
+  listedRevocations,
   gatewayEnv,
   makeKey,
   mint,
@@ -87,12 +88,7 @@ function post(gw: GatewayEnv, form: string, contentType = 'application/x-www-for
 
 const deliver = (gw: GatewayEnv, token: string) => post(gw, `logout_token=${token}`)
 
-async function records(s: Setup): Promise<Record<string, unknown>[]> {
-  const res = await send(s.gw, '/_gateway/revocations?limit=1000', {
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-  })
-  return (await body(res)).records as Record<string, unknown>[]
-}
+const records = (s: Setup) => listedRevocations(s.gw, ADMIN_TOKEN)
 
 async function expectRefused(s: Setup, res: Response, description?: string | RegExp) {
   expect(res.status).toBe(400)

@@ -87,12 +87,22 @@ function unusable(jwk: JWK): string | null {
   return null
 }
 
+/** A hint when a key document is a {kid: PEM certificate} map (Google's x509 URLs), or ''. */
+function certificateMap(body: unknown): string {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return ''
+  const values = Object.values(body)
+  const pem =
+    values.length > 0 &&
+    values.every((v) => typeof v === 'string' && v.startsWith('-----BEGIN CERTIFICATE-----'))
+  return pem ? " (it is a {kid: PEM certificate} map; point at the issuer's JWK Set instead)" : ''
+}
+
 export function parseJwks(
   body: unknown,
   allowed: readonly JwsAlgorithm[],
 ): Map<string, KeyEntry[]> {
   const keys = (body as { keys?: unknown } | null)?.keys
-  if (!Array.isArray(keys)) throw new Error('JWKS has no "keys" array')
+  if (!Array.isArray(keys)) throw new Error(`JWKS has no "keys" array${certificateMap(body)}`)
   if (keys.length > MAX_JWKS_KEYS) throw new Error(`JWKS has more than ${MAX_JWKS_KEYS} keys`)
   const byKid = new Map<string, KeyEntry[]>()
   for (const raw of keys) {

@@ -12,7 +12,13 @@ import {
   type JWTClaimVerificationOptions,
   type JWTPayload,
 } from 'jose'
-import type { AudienceRule, IssuerConfig, JwsAlgorithm } from '../config'
+import {
+  TENANT_ID,
+  TENANT_PLACEHOLDER,
+  type AudienceRule,
+  type IssuerConfig,
+  type JwsAlgorithm,
+} from '../config'
 import { GatewayError, type ReasonCode } from '../errors'
 import type { KeyDeps, KeyProvider } from './keys'
 import { checkAudience } from './claims'
@@ -136,13 +142,52 @@ function joseReason(err: unknown): ReasonCode {
 
 /**
  * Pick the issuer by the unverified `iss`: an unknown issuer is refused before any key work,
- * so made-up issuers cannot make the gateway fetch anything.
+ * so made-up issuers cannot make the gateway fetch anything. Returns the entry and the exact
+ * `iss` it matched, which jose then checks again on the verified claims.
  */
-function issuerFor(payload: JWTPayload, issuers: readonly Issuer[]): Issuer {
+function issuerFor(
+  payload: JWTPayload,
+  issuers: readonly Issuer[],
+): { issuer: Issuer; iss: string } {
   const iss = payload.iss
-  const found = typeof iss === 'string' ? issuers.find((i) => i.config.issuer === iss) : undefined
-  if (!found) throw new GatewayError('bad_issuer', 'iss is not a configured issuer')
-  return found
+  if (typeof iss === 'string') {
+    // An exact value first: a single-tenant entry beats a template that also fits.
+    // (A template is never an `iss` itself: a token claiming the literal template is refused.)
+    const exact = issuers.find(
+      (i) =>
+        (i.config.issuer === iss && !iss.includes(TENANT_PLACEHOLDER)) ||
+        i.config.aliases.includes(iss),
+    )
+    if (exact) return { issuer: exact, iss }
+    for (const issuer of issuers) {
+      const cfg = issuer.config
+      if (cfg.issuer.includes(TENANT_PLACEHOLDER)) {
+        const tenant = tenantOf(cfg.issuer, iss)
+        if (tenant === null) continue
+        // The tenant in `iss` must be the token's own: with one common JWKS for every tenant, a
+        // token of tenant A naming tenant B's issuer would otherwise pass as B's (the signature
+        // covers both claims, so checking them unverified here is checking them).
+        if (payload.tid !== tenant)
+          throw new GatewayError('bad_issuer', 'tid is not the tenant in iss')
+        if (cfg.tenants !== null && !cfg.tenants.includes(tenant)) {
+          throw new GatewayError('bad_issuer', 'tenant is not allowed')
+        }
+        return { issuer, iss }
+      }
+    }
+  }
+  throw new GatewayError('bad_issuer', 'iss is not a configured issuer')
+}
+
+/** The tenant an `iss` fills a template's {tenantid} with, or null when it does not fit. */
+function tenantOf(template: string, iss: string): string | null {
+  const at = template.indexOf(TENANT_PLACEHOLDER)
+  const before = template.slice(0, at)
+  const after = template.slice(at + TENANT_PLACEHOLDER.length)
+  if (iss.length <= before.length + after.length) return null
+  if (!iss.startsWith(before) || !iss.endsWith(after)) return null
+  const tenant = iss.slice(before.length, iss.length - after.length)
+  return TENANT_ID.test(tenant) ? tenant : null
 }
 
 /**
@@ -199,7 +244,7 @@ export async function verifyJwt(
   profileOf: (cfg: IssuerConfig) => JwtProfile,
 ): Promise<VerifiedJwt> {
   const { header, payload } = unverified(token)
-  const issuer = issuerFor(payload, issuers)
+  const { issuer, iss } = issuerFor(payload, issuers)
   const cfg = issuer.config
   const profile = profileOf(cfg)
 
@@ -222,6 +267,8 @@ export async function verifyJwt(
   let claims: JWTPayload
   try {
     const options = claimOptions(cfg, deps.now(), profile.requiredClaims, profile.maxTokenAgeS)
+    // The spelling or tenant issuerFor matched, not the entry's name.
+    options.issuer = iss
     const result = await jwtVerify(token, key, { algorithms: [alg], ...options })
     claims = result.payload
   } catch (err) {

@@ -47,6 +47,8 @@ import {
   MIN_DPOP_NONCE_SECRET_BYTES,
   type DpopConfig,
   type MtlsConfig,
+  TENANT_PLACEHOLDER,
+  TENANT_ID,
 } from './model'
 export type Obj = Record<string, unknown>
 
@@ -165,8 +167,20 @@ export function keyUrl(path: string, value: string): string {
     throw new ConfigError(path, `must be an https URL (http only for localhost) (got "${value}")`)
   }
   if (url.username || url.password) throw new ConfigError(path, 'must not contain credentials')
+  const x509 = GOOGLE_X509_PATH.exec(url.pathname)
+  if (url.hostname === 'www.googleapis.com' && x509) {
+    // Firebase documents this URL, but it serves {kid: PEM certificate}, not a JWK Set: caught
+    // here rather than as jwks_unavailable on every request. The same keys exist as a JWK Set.
+    throw new ConfigError(
+      path,
+      `serves a {kid: PEM certificate} map, not a JWK Set; use the same keys as a JWK Set: https://www.googleapis.com/service_accounts/v1/jwk/${x509[1]}`,
+    )
+  }
   return url.href
 }
+
+/** Google's x509 certificate map of a service account (Firebase Auth, service-account tokens). */
+const GOOGLE_X509_PATH = /^\/robot\/v1\/metadata\/x509\/([^/]+)$/
 
 /**
  * An identifier clients compare exactly (a resource, an issuer): absolute https (plain http only
@@ -291,6 +305,50 @@ export function audienceRule(
     audiences,
     clientIds: values === undefined ? null : { claim: claim ?? DEFAULT_CLIENT_ID_CLAIM, values },
   }
+}
+
+/**
+ * An issuer entry's `iss` values (the first names it), and its tenant allow-list. A value with
+ * {tenantid} is a template: the placeholder once, as a whole path segment of an https URL, and
+ * only in the first value, so no configuration can amount to a wildcard `iss`.
+ */
+export function issuerNames(
+  src: RawEnv,
+  keys: { issuer: string; tenants: string },
+  path: (key: string) => string,
+): { issuer: string; aliases: string[]; tenants: string[] | null } {
+  const values = list(src, keys.issuer, path(keys.issuer))
+  if (values === undefined) throw new ConfigError(path(keys.issuer), 'is required')
+  if (new Set(values).size !== values.length) {
+    throw new ConfigError(path(keys.issuer), 'lists one value twice')
+  }
+  const [issuer, ...aliases] = values as [string, ...string[]]
+  if (aliases.some((v) => v.includes(TENANT_PLACEHOLDER))) {
+    throw new ConfigError(
+      path(keys.issuer),
+      `only the first value may contain ${TENANT_PLACEHOLDER}`,
+    )
+  }
+  const tenants = list(src, keys.tenants, path(keys.tenants)) ?? null
+  if (issuer.includes(TENANT_PLACEHOLDER)) {
+    const [before, after, ...more] = issuer.split(TENANT_PLACEHOLDER)
+    if (
+      more.length > 0 ||
+      !/^https:\/\/[^/{}]+\/(.*\/)?$/.test(before!) ||
+      !/^(\/|$)/.test(after!)
+    ) {
+      throw new ConfigError(
+        path(keys.issuer),
+        `a template needs ${TENANT_PLACEHOLDER} once, as a path segment of an https URL (got "${issuer}")`,
+      )
+    }
+    for (const t of tenants ?? []) {
+      if (!TENANT_ID.test(t)) throw new ConfigError(path(keys.tenants), `"${t}" is not a tenant id`)
+    }
+  } else if (tenants !== null) {
+    throw new ConfigError(path(keys.tenants), `needs an issuer template with ${TENANT_PLACEHOLDER}`)
+  }
+  return { issuer, aliases, tenants }
 }
 
 export function realmOf(value: string | undefined, path: string): string {

@@ -162,9 +162,24 @@ export interface IntrospectionConfig {
   readonly callsPerSecond: number
 }
 
+/** The placeholder an issuer template names the tenant with (Entra multi-tenant apps). */
+export const TENANT_PLACEHOLDER = '{tenantid}'
+/** What a tenant id in an `iss` may be: one path segment, no dots or escapes (Entra: a GUID). */
+export const TENANT_ID = /^[A-Za-z0-9-]{1,64}$/
+
 export interface IssuerConfig extends AudienceRule {
-  /** The exact `iss` value. */
+  /**
+   * The entry's name and first accepted `iss` (the one discovery uses). Routes, revocation and
+   * logs name the issuer by it. May be a template with {tenantid} (see `tenants`).
+   */
   readonly issuer: string
+  /** Further exact `iss` spellings accepted with the same keys (Google's `accounts.google.com`). */
+  readonly aliases: readonly string[]
+  /**
+   * Only for an `issuer` with {tenantid}: the token's `tid` must equal the tenant in its `iss`,
+   * and be one of these when set (null: any tenant whose tokens the keys verify).
+   */
+  readonly tenants: readonly string[] | null
   readonly keySource: KeySource
   readonly algorithms: readonly JwsAlgorithm[]
   readonly clockSkewS: number

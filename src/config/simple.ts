@@ -9,6 +9,7 @@ import {
   type RouteConfig,
   type GatewayConfig,
   ConfigError,
+  TENANT_PLACEHOLDER,
   type RawEnv,
 } from './model'
 import {
@@ -35,16 +36,24 @@ import {
   bindingMode,
   dpop,
   mtls,
+  issuerNames,
 } from './fields'
 /** Simple mode: one issuer and one catch-all route, built from flat variables. */
 export function simpleMode(env: RawEnv): GatewayConfig {
-  const issuer = required(env, 'JWT_ISSUER')
+  const names = issuerNames(env, { issuer: 'JWT_ISSUER', tenants: 'JWT_TENANTS' }, (k) => k)
+  const issuer = names.issuer
   const audience = audienceRule(
     env,
     { audiences: 'JWT_AUDIENCE', clientIds: 'JWT_CLIENT_IDS', claim: 'JWT_CLIENT_ID_CLAIM' },
     (k) => k,
   )
   const jwksUrl = text(env, 'JWKS_URL')
+  if (!jwksUrl && issuer.includes(TENANT_PLACEHOLDER)) {
+    throw new ConfigError(
+      'JWKS_URL',
+      'is required with an issuer template (discovery needs one issuer)',
+    )
+  }
   const keySource: KeySource = jwksUrl
     ? { kind: 'jwks', url: keyUrl('JWKS_URL', jwksUrl) }
     : { kind: 'discovery', url: discoveryUrl(issuer, 'JWT_ISSUER'), issuer }
@@ -63,7 +72,7 @@ export function simpleMode(env: RawEnv): GatewayConfig {
   )
   receiversNeedRevocations(env, logout && 'BACKCHANNEL_LOGOUT_CLIENT_IDS')
   const iss: IssuerConfig = {
-    issuer,
+    ...names,
     keySource,
     ...audience,
     algorithms: algorithms(env, 'JWT_ALGORITHMS'),

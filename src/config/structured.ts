@@ -40,6 +40,7 @@ import {
   DEFAULT_SESSION_REVOCATION_S,
   MAX_SESSION_REVOCATION_S,
   ConfigError,
+  TENANT_PLACEHOLDER,
   type RawEnv,
 } from './model'
 import {
@@ -66,6 +67,7 @@ import {
   bindingMode,
   dpop,
   mtls,
+  issuerNames,
 } from './fields'
 import { object, only, scopeList, type Obj } from './fields'
 import { mcpOf } from './mcp'
@@ -86,6 +88,7 @@ function array(o: Obj, key: string, path: string): unknown[] | undefined {
 
 const ISSUER_FIELDS = [
   'issuer',
+  'tenants',
   'jwksUrl',
   'discovery',
   'keys',
@@ -231,7 +234,8 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
   const o = object(raw, path)
   only(o, path, ISSUER_FIELDS)
   const at = (k: string) => `${path}.${k}`
-  const issuer = required(o, 'issuer', at('issuer'))
+  const names = issuerNames(o, { issuer: 'issuer', tenants: 'tenants' }, at)
+  const issuer = names.issuer
   const audience = audienceRule(
     o,
     { audiences: 'audiences', clientIds: 'clientIds', claim: 'clientIdClaim' },
@@ -293,6 +297,12 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
           'needs a key source: jwksUrl, keys, hmacSecret or discovery = true',
         )
       }
+      if (issuer.includes(TENANT_PLACEHOLDER)) {
+        throw new ConfigError(
+          path,
+          'an issuer template needs jwksUrl or keys (discovery needs one issuer)',
+        )
+      }
       keySource = { kind: 'discovery', url: discoveryUrl(issuer, at('issuer')), issuer }
     }
     algs = algorithms(o, 'algorithms', at('algorithms'))
@@ -330,7 +340,7 @@ function issuerOf(raw: unknown, path: string, env: RawEnv): IssuerConfig {
     )
   }
   return {
-    issuer,
+    ...names,
     keySource,
     ...audience,
     algorithms: algs,
@@ -743,8 +753,11 @@ export function structuredMode(env: RawEnv): GatewayConfig {
   const issuers = rawIssuers.map((raw, i) => issuerOf(raw, `GATEWAY.issuers[${i}]`, env))
   const seen = new Set<string>()
   issuers.forEach((iss, i) => {
-    if (seen.has(iss.issuer)) throw new ConfigError(`GATEWAY.issuers[${i}].issuer`, 'appears twice')
-    seen.add(iss.issuer)
+    // The token's iss picks one entry: a value two entries accept would make that a guess.
+    for (const value of [iss.issuer, ...iss.aliases]) {
+      if (seen.has(value)) throw new ConfigError(`GATEWAY.issuers[${i}].issuer`, 'appears twice')
+      seen.add(value)
+    }
   })
   const rawTransmitters = array(g, 'transmitters', 'GATEWAY.transmitters') ?? []
   const transmitters = rawTransmitters.map((raw, i) =>

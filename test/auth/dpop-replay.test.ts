@@ -16,7 +16,7 @@ import {
   Stub,
   type GatewayEnv,
 } from '../helpers'
-import { clientKey, dpopInit, GW, proof } from './sender-helpers'
+import { clientKey, dpopInit, GW, proof, sendLogged } from './sender-helpers'
 
 const STORE = (env as unknown as { TEST_DPOP_REPLAY: DurableObjectNamespace<DpopReplayStore> })
   .TEST_DPOP_REPLAY
@@ -31,14 +31,9 @@ async function setup() {
 }
 
 async function reasonOf(gw: GatewayEnv, init: RequestInit): Promise<[number, unknown]> {
-  const logs = captureLogs()
-  try {
-    const res = await send(gw, '/r', init)
-    await res.body?.cancel()
-    return [res.status, logs.lines.find((l) => l.event === 'request')?.reason]
-  } finally {
-    logs.restore()
-  }
+  const { res, reason } = await sendLogged(gw, '/r', init)
+  await res.body?.cancel()
+  return [res.status, reason]
 }
 
 describe('the DPOP_REPLAY Durable Object', () => {

@@ -12,7 +12,6 @@ import { NonceSource, DPOP_NONCE_STEP_S } from '../../src/auth/dpop-nonce'
 import { LOCAL_REPLAY_MAX_ENTRIES, LocalReplayCache } from '../../src/auth/dpop-replay'
 import {
   bearer,
-  captureLogs,
   expectRefusal,
   gatewayEnv,
   makeKey,
@@ -20,10 +19,18 @@ import {
   send,
   Stub,
   type GatewayEnv,
-  type OriginCall,
   type TestKey,
 } from '../helpers'
-import { clientKey, dpopInit, GW, handProof, proof, type ClientKey } from './sender-helpers'
+import {
+  clientKey,
+  dpopInit,
+  forwarded,
+  GW,
+  handProof,
+  proof,
+  sendLogged,
+  type ClientKey,
+} from './sender-helpers'
 
 const ALGS = 'RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA Ed25519'
 const PROOF_BODY = { error: 'invalid_dpop_proof', error_description: 'The DPoP proof is invalid' }
@@ -48,24 +55,6 @@ async function setup(vars: GatewayEnv = {}): Promise<Setup> {
   const client = await clientKey()
   const token = await mint(key, { jti: crypto.randomUUID(), cnf: { jkt: client.jkt } })
   return { stub, key, client, gw: gatewayEnv(stub, vars), token }
-}
-
-async function forwarded(res: Response): Promise<OriginCall> {
-  const text = await res.text()
-  expect(res.status, text).toBe(200)
-  return JSON.parse(text) as OriginCall
-}
-
-/** Send and return the response with the reason code the request's log line names. */
-async function sendLogged(gw: GatewayEnv, path: string, init: RequestInit) {
-  const logs = captureLogs()
-  try {
-    const res = await send(gw, path, init)
-    const line = logs.lines.find((l) => l.event === 'request')
-    return { res, reason: line?.reason, line }
-  } finally {
-    logs.restore()
-  }
 }
 
 describe('a DPoP-bound token with a valid proof', () => {

@@ -6,25 +6,16 @@
  */
 import { describe, expect, it } from 'vitest'
 import { cfThumbprint } from '../../src/auth/mtls'
-import {
-  bearer,
-  captureLogs,
-  expectRefusal,
-  gatewayEnv,
-  makeKey,
-  mint,
-  send,
-  Stub,
-  type GatewayEnv,
-  type OriginCall,
-} from '../helpers'
+import { expectRefusal, gatewayEnv, makeKey, mint, send, Stub, type GatewayEnv } from '../helpers'
 import {
   clientCert,
   clientCertHeader,
   clientKey,
   dpopInit,
+  forwarded,
   GW,
   proof,
+  sendLogged,
   tlsClientAuth,
 } from './sender-helpers'
 
@@ -45,22 +36,6 @@ function withCert(token: string, tls: unknown, headers: Record<string, string> =
     headers: { authorization: `Bearer ${token}`, ...headers },
     cf: { tlsClientAuth: tls },
   } as RequestInit)
-}
-
-async function outcome(gw: GatewayEnv, request: Request) {
-  const logs = captureLogs()
-  try {
-    const res = await send(gw, request)
-    return { res, reason: logs.lines.find((l) => l.event === 'request')?.reason }
-  } finally {
-    logs.restore()
-  }
-}
-
-async function forwarded(res: Response): Promise<OriginCall> {
-  const text = await res.text()
-  expect(res.status, text).toBe(200)
-  return JSON.parse(text) as OriginCall
 }
 
 describe('a certificate-bound token', () => {
@@ -88,7 +63,7 @@ describe('a certificate-bound token', () => {
       [tlsClientAuth(other.hex), 'mtls_cert_mismatch'],
     ]
     for (const [tls, reason] of cases) {
-      const { res, reason: logged } = await outcome(gw, withCert(token, tls))
+      const { res, reason: logged } = await sendLogged(gw, withCert(token, tls))
       await expectRefusal(
         res,
         401,
@@ -104,7 +79,7 @@ describe('a certificate-bound token', () => {
     const { key, cert, token, gw } = await setup()
     const header = clientCertHeader(cert.der)
     const forged = { 'client-cert': header, 'client-cert-chain': header }
-    const { res, reason } = await outcome(gw, withCert(token, undefined, forged))
+    const { res, reason } = await sendLogged(gw, withCert(token, undefined, forged))
     expect(res.status).toBe(401)
     await res.body?.cancel()
     expect(reason).toBe('mtls_cert_missing')
@@ -137,7 +112,7 @@ describe('a certificate-bound token', () => {
       [withCert(token, tlsClientAuth(cert.hex)), 'mtls_cert_missing'],
     ]
     for (const [request, want] of cases) {
-      const { res, reason } = await outcome(trusted, request)
+      const { res, reason } = await sendLogged(trusted, request)
       expect(res.status).toBe(401)
       await res.body?.cancel()
       expect(reason).toBe(want)
@@ -150,7 +125,7 @@ describe('binding policy', () => {
     const { key, cert, token, stub } = await setup()
     const gw = gatewayEnv(stub, { TOKEN_BINDING: 'mtls' })
     const description = 'A sender-constrained access token is required'
-    const { res, reason } = await outcome(gw, withCert(await mint(key), tlsClientAuth(cert.hex)))
+    const { res, reason } = await sendLogged(gw, withCert(await mint(key), tlsClientAuth(cert.hex)))
     await expectRefusal(
       res,
       401,
@@ -169,7 +144,7 @@ describe('binding policy', () => {
     const dpopToken = await mint(key, { cnf: { jkt: client.jkt } })
     const p = await proof(client, `${GW}/r`, 'GET', dpopToken)
     expect((await send(gw, '/r', dpopInit(dpopToken, p))).status).toBe(200)
-    const { res, reason } = await outcome(gw, withCert(await mint(key), undefined))
+    const { res, reason } = await sendLogged(gw, withCert(await mint(key), undefined))
     expect(res.status).toBe(401)
     // Both schemes are offered; the client used Bearer, so the error goes there.
     expect(res.headers.get('www-authenticate')).toMatch(
@@ -198,7 +173,7 @@ describe('binding policy', () => {
         routes: [{ path: '/', origin: stub.originUrl }],
       },
     })
-    const { reason } = await outcome(gw, withCert(await mint(key), tlsClientAuth(cert.hex)))
+    const { reason } = await sendLogged(gw, withCert(await mint(key), tlsClientAuth(cert.hex)))
     expect(reason).toBe('binding_required')
     expect((await send(gw, withCert(token, tlsClientAuth(cert.hex)))).status).toBe(200)
   })

@@ -5,7 +5,8 @@
  */
 import * as dpop from 'dpop'
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose'
-import { b64u, signRaw } from '../helpers'
+import { expect } from 'vitest'
+import { b64u, captureLogs, send, signRaw, type GatewayEnv, type OriginCall } from '../helpers'
 
 export const GW = 'https://gw.test'
 
@@ -105,4 +106,26 @@ export function clientCertHeader(der: Uint8Array): string {
   let bin = ''
   for (const b of der) bin += String.fromCharCode(b)
   return `:${btoa(bin)}:`
+}
+
+/** The origin's record of the request; fails with the gateway's answer if it was not forwarded. */
+export async function forwarded(res: Response): Promise<OriginCall> {
+  const text = await res.text()
+  expect(res.status, text).toBe(200)
+  return JSON.parse(text) as OriginCall
+}
+
+/** Send through the worker; the response and the reason code its log line names. */
+export async function sendLogged(
+  gw: GatewayEnv,
+  input: string | Request,
+  init?: RequestInit,
+): Promise<{ res: Response; reason: unknown }> {
+  const logs = captureLogs()
+  try {
+    const res = await send(gw, input, init)
+    return { res, reason: logs.lines.find((l) => l.event === 'request')?.reason }
+  } finally {
+    logs.restore()
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * The autocannon fallback, in its own process so it never shares an event loop with the origin or
  * the orchestrator. argv[2] is JSON: { url, connections, durationS, headers?, tokensFile?, start? }.
- * With tokensFile, each request carries the next token of the pool (the unique-token scenario).
+ * With tokensFile, each request carries the next token of the pool (the unique-token scenario);
+ * with proofsFile, one DPoP-bound token and the next proof of the file (the DPoP scenario).
  * Prints one JSON line: { requests, seconds, p50Ms, p99Ms, non2xx, errors }.
  */
 import { readFileSync } from 'node:fs'
@@ -26,6 +27,21 @@ if (o.tokensFile) {
       setupRequest(/** @type {{ headers?: Record<string, string> }} */ req) {
         i = (i + 1) % tokens.length
         return { ...req, headers: { ...req.headers, authorization: tokens[i] } }
+      },
+    },
+  ]
+}
+if (o.proofsFile) {
+  // The DPoP scenario: the Authorization value, then one proof per line; a fresh proof per request.
+  const [authorization, ...proofs] = readFileSync(o.proofsFile, 'utf8')
+    .split('\n')
+    .filter((t) => t !== '')
+  let i = 0
+  opts.requests = [
+    {
+      setupRequest(/** @type {{ headers?: Record<string, string> }} */ req) {
+        const dpop = proofs[i++ % proofs.length]
+        return { ...req, headers: { ...req.headers, authorization, dpop } }
       },
     },
   ]

@@ -14,7 +14,7 @@ const here = dirname(fileURLToPath(import.meta.url))
  * @typedef {{ requests: number, seconds: number, rps: number, p50Ms: number, p99Ms: number,
  *   non2xx: number, errors: number, cpuS: number }} LoadResult
  * @typedef {{ url: string, connections: number, durationS: number, token?: string,
- *   tokensFile?: string, start?: number }} LoadSpec
+ *   tokensFile?: string, start?: number, proofsFile?: string }} LoadSpec
  */
 
 /** @returns {string | null} wrk's version line, or null when wrk is not installed. */
@@ -98,8 +98,10 @@ export async function runLoad(generator, spec) {
     const args = ['-t1', `-c${spec.connections}`, `-d${spec.durationS}s`, '--latency']
     if (spec.token) args.push('-H', `Authorization: Bearer ${spec.token}`)
     if (spec.tokensFile) args.push('-s', join(here, 'pool.lua'))
+    if (spec.proofsFile) args.push('-s', join(here, 'dpop-pool.lua'))
     args.push(spec.url)
     if (spec.tokensFile) args.push('--', spec.tokensFile, String(spec.start ?? 0))
+    if (spec.proofsFile) args.push('--', spec.proofsFile)
     r = parseWrk(await run('wrk', args))
   } else {
     const opts = {
@@ -109,6 +111,7 @@ export async function runLoad(generator, spec) {
       headers: spec.token ? { authorization: `Bearer ${spec.token}` } : {},
       tokensFile: spec.tokensFile,
       start: spec.start,
+      proofsFile: spec.proofsFile,
     }
     const out = await run(process.execPath, [
       join(here, 'autocannon-child.mjs'),

@@ -23,6 +23,7 @@ import { gzipSync } from 'node:zlib'
 import { autocannonVersion, runLoad, wrkVersion } from './loadgen.mjs'
 import { moduleMap, profileDuring, profileMarkdown, summarise } from './profile.mjs'
 import { ALGORITHMS, AUDIENCE, ISSUER, prepareTokens } from './tokens.mjs'
+import { DPOP_PUBLIC_BASE, dpopClient, dpopToken, writeProofs } from './dpop.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '../..')
@@ -38,7 +39,7 @@ const { values: opt } = parseArgs({
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '16' },
     algs: { type: 'string', default: ALGORITHMS.join(',') },
-    scenarios: { type: 'string', default: 'repeated,unique,invalid,revoked,opaque' },
+    scenarios: { type: 'string', default: 'repeated,unique,invalid,revoked,opaque,dpop' },
     generator: { type: 'string', default: 'auto' },
     pool: { type: 'string', default: '50000' },
     gateway: { type: 'string', default: 'src/index.ts' },
@@ -57,7 +58,7 @@ if (opt.help) {
   --rounds N        interleaved rounds; the tables show medians (default 3)
   --connections N   concurrent keep-alive connections (default 16)
   --algs LIST       RS256,ES256,EdDSA (default all)
-  --scenarios LIST  repeated,unique,invalid,revoked,opaque (default all)
+  --scenarios LIST  repeated,unique,invalid,revoked,opaque,dpop (default all)
   --generator G     auto | wrk | autocannon (auto: wrk when installed)
   --pool N          distinct tokens per algorithm for the unique scenario (default 50000)
   --gateway PATH    the gateway's entry point (default src/index.ts)
@@ -77,7 +78,7 @@ const ALGS = /** @type {import('./tokens.mjs').Alg[]} */ (opt.algs.split(',').fi
 const SCENARIOS = opt.scenarios.split(',').filter(Boolean)
 for (const a of ALGS) if (!ALGORITHMS.includes(a)) throw new Error(`--algs: unknown ${a}`)
 for (const s of SCENARIOS) {
-  if (!['repeated', 'unique', 'invalid', 'revoked', 'opaque'].includes(s))
+  if (!['repeated', 'unique', 'invalid', 'revoked', 'opaque', 'dpop'].includes(s))
     throw new Error(`--scenarios: unknown ${s}`)
 }
 
@@ -91,6 +92,11 @@ const TARGET_BUNDLE_GZIP_KIB = 100
 const TARGET_OPAQUE_VS_REPEATED = 0.95
 /** "No heavy work at module scope": evaluating the bundle should cost about what its libraries do. */
 const TARGET_MODULE_EVAL_MS = 10
+
+/** The DPoP scenario's cost over a repeated Bearer token: one proof signature check plus this (µs). */
+const TARGET_DPOP_EXTRA_US = 20
+/** Fresh proofs made per second of a DPoP run: above the gateway's rate here, so none repeats. */
+const DPOP_PROOFS_PER_S = 6_000
 
 /** A run whose status codes disagree with the scenario by more than this is marked. */
 const STATUS_TOLERANCE = 0.001
@@ -215,6 +221,15 @@ const WORKERS = [
     label: '(d) + introspection',
     entry: resolve(root, opt.gateway),
   },
+  // The same bundle taking a DPoP-bound token with a new proof every request (the dpop scenario),
+  // and again with the DPOP_REPLAY Durable Object bound, to price the replay store's round trip.
+  { id: 'dp', name: 'gateway-dpop', label: '(d) DPoP', entry: resolve(root, opt.gateway) },
+  {
+    id: 'dpr',
+    name: 'gateway-dpop-replay',
+    label: '(d) DPoP + replay DO',
+    entry: resolve(root, opt.gateway),
+  },
   // The same bundle with LOG_REQUESTS=refused: no log line for forwarded requests.
   ...(opt.profile
     ? []
@@ -257,6 +272,8 @@ async function bundle(w) {
     target: 'es2022',
     conditions: ['workerd', 'worker', 'browser'],
     mainFields: ['module', 'main'],
+    // Durable Object classes import cloudflare:workers, which workerd provides.
+    external: ['cloudflare:*'],
     keepNames: w.name.startsWith('gateway') ? GATEWAY_KEEP_NAMES : true,
     // The runtime's own modules (the Durable Object base class), as wrangler leaves them.
     external: ['cloudflare:*'],
@@ -296,6 +313,18 @@ function wranglerSize(entry) {
   }
 }
 
+/**
+ * `cloudflare:workers` (Durable Object base classes) exists only in workerd: for evaluating the
+ * bundle in Node, a loader hook answers it with empty classes.
+ */
+const CLOUDFLARE_SHIM = `data:text/javascript,${encodeURIComponent(
+  `import { register } from 'node:module'
+register('data:text/javascript,' + encodeURIComponent(
+  'export async function resolve(s, c, next) {' +
+  ' if (s.startsWith("cloudflare:")) return { shortCircuit: true, url: "data:text/javascript,export class DurableObject {}; export class WorkerEntrypoint {}" };' +
+  ' return next(s, c) }'))`,
+)}`
+
 /** Module evaluation in V8 (Node 24, a fresh process each time): parse + compile + top level. */
 function moduleEvalMs(file, times = 7) {
   const code =
@@ -306,7 +335,14 @@ function moduleEvalMs(file, times = 7) {
       Number(
         execFileSync(
           process.execPath,
-          ['--input-type=module', '-e', code, pathToFileURL(file).href],
+          [
+            '--import',
+            CLOUDFLARE_SHIM,
+            '--input-type=module',
+            '-e',
+            code,
+            pathToFileURL(file).href,
+          ],
           { encoding: 'utf8' },
         ),
       ),
@@ -506,6 +542,12 @@ const opaqueVars = {
   }),
   INTROSPECTION_SECRET: 'bench-introspection-secret-0123456789',
 }
+/** The DPoP workers: proofs name the public URL, and may be minted up to 5 minutes before use. */
+const dpopVars = {
+  ...gatewayVars,
+  PUBLIC_BASE_URL: DPOP_PUBLIC_BASE,
+  DPOP_PROOF_WINDOW_SECONDS: '300',
+}
 const inspectorPort = opt.profile ? await freePort() : undefined
 // Fixed ports rather than unsafeGetDirectURL(), which never settles while the inspector is on.
 /** @type {Record<string, number>} */
@@ -540,8 +582,11 @@ const mf = new Miniflare(
               ? { ...gatewayVars, LOG_REQUESTS: 'refused' }
               : w.id === 'do'
                 ? opaqueVars
-                : gatewayVars,
+                : w.id === 'dp' || w.id === 'dpr'
+                  ? dpopVars
+                  : gatewayVars,
       kvNamespaces: w.id === 'dr' ? { REVOCATIONS: 'bench-revocations' } : undefined,
+      durableObjects: w.id === 'dpr' ? { DPOP_REPLAY: 'DpopReplayStore' } : undefined,
       unsafeDirectSockets: [{ host: '127.0.0.1', port: ports[w.id] }],
     })),
   }),
@@ -621,6 +666,25 @@ try {
       `revocation not available yet (${Object.values(revocation).find(Boolean)}): revoked scenario is n/a`,
     )
 
+  // The DPoP scenario: one client key, one DPoP-bound ES256 token, fresh proofs per run.
+  const dpop = dpopClient()
+  const benchClaims = JSON.parse(
+    Buffer.from(tokens.valid.ES256.split('.')[1], 'base64url').toString(),
+  )
+  const es256 = tokens.keys.find((/** @type {{ alg: string }} */ k) => k.alg === 'ES256')
+  const dpopBound = await dpopToken(es256, dpop, benchClaims)
+  const proofsFile = join(OUT, 'dpop-proofs.txt')
+  for (const id of ['dp', 'dpr']) {
+    writeProofs(dpop, dpopBound, REQUEST_PATH, 1, proofsFile)
+    const [authorization, proof] = readFileSync(proofsFile, 'utf8').split('\n')
+    const res = await fetch(url[id], { headers: { authorization, dpop: proof } })
+    const text = await res.text()
+    if (res.status !== 200)
+      throw new Error(
+        `${byId[id].label} answered ${res.status} to a DPoP request: ${text.slice(0, 300)}`,
+      )
+  }
+
   /** Which workers run which scenario. `a` runs once per alg block, as the baseline. */
   const plan = {
     repeated: ['b', 'c', 'd', 'dr', 'dl', 'e'],
@@ -628,6 +692,8 @@ try {
     invalid: ['b', 'c', 'd'],
     revoked: revocationOn ? ['dr'] : [],
     opaque: ['do'],
+    // ES256 block only: the token is ES256 whatever the block, and so is the proof.
+    dpop: ['dp', 'dpr'],
   }
   /** Next pool index per worker and alg: tokens are never reused until the pool wraps. */
   const cursor = new Map()
@@ -637,6 +703,11 @@ try {
   async function load(id, alg, scenario, seconds) {
     const spec = { url: url[id], connections: CONNECTIONS, durationS: seconds }
     if (id === 'a') return runLoad(generator, spec)
+    if (scenario === 'dpop') {
+      // Made now: every proof's iat must be inside the window when it is sent.
+      writeProofs(dpop, dpopBound, REQUEST_PATH, Math.ceil(seconds * DPOP_PROOFS_PER_S), proofsFile)
+      return runLoad(generator, { ...spec, proofsFile })
+    }
     if (scenario === 'unique') {
       const key = `${id}:${alg}`
       const start = cursor.get(key) ?? 0
@@ -718,6 +789,7 @@ try {
       for (const alg of rotate(ALGS, round)) {
         runs.push(await measure('a', alg, 'repeated', round))
         for (const scenario of SCENARIOS) {
+          if (scenario === 'dpop' && alg !== 'ES256') continue
           for (const id of rotate(plan[scenario], round))
             runs.push(await measure(id, alg, scenario, round))
         }
@@ -945,6 +1017,7 @@ function buildReport({
         lines.push(`| revoked | (d) + revocation | n/a: ${revocation[alg]} | | | | | | | |`)
         continue
       }
+      if (scenario === 'dpop' && alg !== 'ES256') continue
       for (const id of plan[scenario]) row(scenario, id)
     }
     lines.push('')
@@ -975,6 +1048,18 @@ function buildReport({
         `${alg} invalid token: (d) rejections ≥ ${TARGET_INVALID_VS_PASSTHROUGH}× (a) req/s, no origin call`,
         `${x2(v)}, ${f2(calls)} origin calls/req`,
         v >= TARGET_INVALID_VS_PASSTHROUGH && calls === 0,
+      ])
+    }
+    if (SCENARIOS.includes('dpop') && alg === 'ES256' && SCENARIOS.includes('repeated')) {
+      // A new proof every request costs one signature check (priced by the unique-token
+      // scenario: one token signature per request) plus the proof's own work.
+      const us = (scenario, id) => med(alg, scenario, id, 'workerdUsPerReq')
+      const extra = us('dpop', 'dp') - us('repeated', 'd')
+      const signature = SCENARIOS.includes('unique') ? us('unique', 'd') - us('repeated', 'd') : NaN
+      targets.push([
+        `ES256 DPoP, new proof every request: (d) DPoP CPU ≤ (d) repeated + one signature check (unique − repeated) + ${TARGET_DPOP_EXTRA_US} µs`,
+        `+${f0(extra)} µs/req vs +${f0(signature)} µs/req for one signature; replay DO: p50 ${f2(med(alg, 'dpop', 'dpr', 'p50Ms'))} vs ${f2(med(alg, 'dpop', 'dp', 'p50Ms'))} ms, ${f0(med(alg, 'dpop', 'dpr', 'rps'))} vs ${f0(med(alg, 'dpop', 'dp', 'rps'))} req/s`,
+        Number.isNaN(signature) ? null : extra <= signature + TARGET_DPOP_EXTRA_US,
       ])
     }
     if (SCENARIOS.includes('opaque') && SCENARIOS.includes('repeated')) {

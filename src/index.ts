@@ -39,8 +39,8 @@ export { DpopReplayStore } from './auth/dpop-replay'
 /** What the answer needs to know from the stages, for a refusal as for a success. */
 interface Answer extends SenderAnswer {
   challenges?: Challenges
-  /** On an MCP route: the metadata URL and scopes every challenge names (RFC 9728 §5.1). */
-  mcp?: ChallengeOptions
+  /** On an MCP route, what every challenge names (RFC 9728 §5.1); built only for a refusal. */
+  mcp?: () => ChallengeOptions
 }
 
 const app = new Hono<{ Bindings: Env }>()
@@ -82,7 +82,7 @@ app.all('*', async (c) => {
     const res = toResponse(err, {
       realm: gateway.config.realm,
       challenges: answer.challenges,
-      ...answer.mcp,
+      ...answer.mcp?.(),
     })
     // RFC 9449 §8: the nonce to use comes with the refusal that asks for it.
     if (answer.dpopNonce !== undefined && res.status === 401) {
@@ -132,7 +132,7 @@ async function pipeline(
   log.route(route.name)
   const challenges = gateway.challenges.get(route)!
   answer.challenges = dpop ? challenges.dpop : challenges.bearer
-  if (isMcpRoute(route)) answer.mcp = challengeFor(route, url)
+  if (isMcpRoute(route)) answer.mcp = () => challengeFor(route, url)
 
   const verify = needsAuth(route, request)
   const opaque = gateway.routeIntrospector.has(route)

@@ -299,6 +299,15 @@ describe('challenges on an MCP route', () => {
     )
   })
 
+  it('a DPoP route: the DPoP challenge names the metadata and scopes too (RFC 9449 §7.1)', async () => {
+    const { gw } = await setup({ binding: 'dpop' }, {}, { DPOP_ALGORITHMS: 'ES256' })
+    const res = await send(gw, RESOURCE, post(null, rpc('ping')))
+    expect(res.status).toBe(401)
+    expect(res.headers.get('www-authenticate')).toBe(
+      `DPoP realm="gateway", scope="mcp", resource_metadata="${METADATA}", algs="ES256"`,
+    )
+  })
+
   it('an MCP route without scopes: resource_metadata only', async () => {
     const { gw } = await setup({ scopes: undefined, mcp: {} })
     const res = await send(gw, RESOURCE, post(null, rpc('ping')))

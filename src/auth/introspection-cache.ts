@@ -9,7 +9,7 @@
  */
 import type { IntrospectionConfig } from '../config'
 import type { GatewayError } from '../errors'
-import { sha256hex } from '../lib/hash'
+import { sha256hexSync } from '../lib/hash'
 import type { Identity } from './identity'
 import { RejectedTokenCache, VerifiedTokenCache } from './token-cache'
 
@@ -20,9 +20,9 @@ export const INTROSPECTION_REFUSED_MAX_ENTRIES = 10_000
 /** The call budget's window. */
 export const CALL_BUDGET_WINDOW_MS = 1_000
 
-/** The cache key of a token: its SHA-256, hex. */
-export function introspectionKey(token: string): Promise<string> {
-  return sha256hex(token)
+/** The cache key of a token: its SHA-256, hex. Synchronous: a cache hit costs no promise hop. */
+export function introspectionKey(token: string): string {
+  return sha256hexSync(token)
 }
 
 /** At most `perWindow` calls in each fixed window of CALL_BUDGET_WINDOW_MS. Pure. */

@@ -92,7 +92,7 @@ export class Introspector {
    * introspection_unavailable (503; never cached, so the next request asks again).
    */
   async identity(token: string, deps: KeyDeps): Promise<{ identity: Identity; cached: boolean }> {
-    const key = await introspectionKey(token)
+    const key = introspectionKey(token)
     const now = deps.now()
     const hit = this.cache.get(key, now)
     if (hit instanceof GatewayError) throw hit

@@ -65,12 +65,29 @@ const tokens = await prepareTokens(OUT, 50_000, say)
 const pool = readFileSync(tokens.pools.ES256.file, 'utf8').split('\n').filter(Boolean)
 const jwksText = JSON.stringify(tokens.jwks)
 
-// The network, from memory: the JWKS for any URL ending in /jwks, a tiny 200 for everything else.
+// The network, from memory: the JWKS for any URL ending in /jwks, an active RFC 7662 answer for
+// /introspect, a tiny 200 for everything else.
 const ORIGIN = 'https://origin.bench.test'
+const introspectText = JSON.stringify({
+  active: true,
+  iss: ISSUER,
+  sub: 'bench-user',
+  aud: AUDIENCE,
+  scope: 'read',
+  exp: Math.floor(Date.now() / 1000) + 3600,
+  token_type: 'Bearer',
+})
+/** The opaque scenario's token: introspected once, then answered from the cache. */
+const OPAQUE_TOKEN = 'bench_opaque_token_0123456789abcdefghijklmnopqrstuvwxyz'
+let introspections = 0
 globalThis.fetch = async (input) => {
   const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
   if (url.endsWith('/jwks')) {
     return new Response(jwksText, { headers: { 'content-type': 'application/json' } })
+  }
+  if (url.endsWith('/introspect')) {
+    introspections++
+    return new Response(introspectText, { headers: { 'content-type': 'application/json' } })
   }
   return new Response('ok', { headers: { 'content-type': 'text/plain' } })
 }
@@ -125,6 +142,30 @@ workers.dr = {
   env: { ...vars, REVOCATIONS: emptyKv, ADMIN_TOKEN },
 }
 
+// The same issuer in structured mode, introspecting opaque tokens: its own isolate state too.
+workers.do = {
+  label: '(d) + introspection',
+  handler: (await import(`${pathToFileURL(join(OUT, 'inproc', 'd.mjs')).href}?opaque`)).default,
+  env: {
+    GATEWAY: JSON.stringify({
+      issuers: [
+        {
+          issuer: ISSUER,
+          audiences: [AUDIENCE],
+          jwksUrl: `${ORIGIN}/jwks`,
+          introspection: {
+            endpoint: `${ORIGIN}/introspect`,
+            clientId: 'bench-gateway',
+            clientSecret: 'INTROSPECTION_SECRET',
+          },
+        },
+      ],
+      routes: [{ path: '/', origin: ORIGIN }],
+    }),
+    INTROSPECTION_SECRET: 'bench-introspection-secret-0123456789',
+  },
+}
+
 const pending = []
 const ctx = {
   waitUntil: (/** @type {Promise<unknown>} */ p) => pending.push(p.catch(() => {})),
@@ -146,7 +187,12 @@ let cursor = 0
 async function run(id, scenario) {
   const t0 = process.cpuUsage()
   for (let i = 0; i < REQUESTS; i++) {
-    const token = scenario === 'unique' ? pool[cursor++ % pool.length] : tokens.valid.ES256
+    const token =
+      scenario === 'unique'
+        ? pool[cursor++ % pool.length]
+        : scenario === 'opaque'
+          ? OPAQUE_TOKEN
+          : tokens.valid.ES256
     const status = await call(id, token)
     if (status !== 200) throw new Error(`${workers[id].label} ${scenario}: ${status} ${lastLine}`)
   }
@@ -208,6 +254,8 @@ const plan = [
   ['b', 'repeated'],
   ['d', 'repeated'],
   ['dr', 'repeated'],
+  ['do', 'repeated'],
+  ['do', 'opaque'],
   ['b', 'unique'],
   ['d', 'unique'],
   ['dr', 'unique'],
@@ -231,3 +279,4 @@ for (const [id, s] of plan) {
   const m = median(results.get(`${id} ${s}`))
   console.error(`| ${s} | ${workers[id].label} | ${m.toFixed(1)} | ${(m - a).toFixed(1)} |`)
 }
+console.error(`introspection calls in all: ${introspections}`)

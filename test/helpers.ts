@@ -200,6 +200,17 @@ export function captureLogs(): { lines: LogLine[]; text: () => string; restore: 
   return { lines, text: () => raw.join('\n'), restore: () => void (console.log = original) }
 }
 
+/** The `reason` of each request log line written while `run` runs (undefined when it passed). */
+export async function logReasons(run: () => Promise<unknown>): Promise<(string | undefined)[]> {
+  const logs = captureLogs()
+  try {
+    await run()
+  } finally {
+    logs.restore()
+  }
+  return logs.lines.filter((l) => l.event === 'request').map((l) => l.reason)
+}
+
 /** What a refused request must look like: exact status, challenge and JSON body. */
 export async function expectRefusal(
   res: Response,

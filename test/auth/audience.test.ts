@@ -9,7 +9,7 @@ import { parseConfig } from '../../src/config'
 import {
   AUDIENCE,
   bearer,
-  captureLogs,
+  logReasons,
   expectInvalidToken,
   gatewayEnv,
   ISSUER,
@@ -34,16 +34,6 @@ function cognitoAccess(extra: Record<string, unknown> = {}) {
   }
 }
 
-async function reasons(run: () => Promise<unknown>): Promise<(string | undefined)[]> {
-  const logs = captureLogs()
-  try {
-    await run()
-  } finally {
-    logs.restore()
-  }
-  return logs.lines.filter((l) => l.event === 'request').map((l) => l.reason)
-}
-
 describe('tokens without aud', () => {
   it('simple mode: JWT_CLIENT_IDS accepts a token without aud whose client_id is listed, nothing else', async () => {
     const stub = new Stub()
@@ -56,7 +46,7 @@ describe('tokens without aud', () => {
     expect((await send(gw, '/x', bearer(await mint(key, cognitoAccess())))).status).toBe(200)
     // An id token of the same pool carries aud = the client id: with no audiences configured it
     // is refused, since aud (present) is checked against audiences alone.
-    const refused = await reasons(async () => {
+    const refused = await logReasons(async () => {
       for (const claims of [
         cognitoAccess({ client_id: 'not-listed' }),
         cognitoAccess({ client_id: undefined }),
@@ -80,7 +70,7 @@ describe('tokens without aud', () => {
     const key = await makeKey('ES256')
     await stub.publish(key)
     const gw = gatewayEnv(stub)
-    const got = await reasons(async () => {
+    const got = await logReasons(async () => {
       await expectInvalidToken(await send(gw, '/x', bearer(await mint(key, cognitoAccess()))))
       await expectInvalidToken(
         await send(gw, '/x', bearer(await mint(key, { aud: 'api://other' }))),

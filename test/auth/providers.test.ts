@@ -9,6 +9,8 @@ import {
   bearer,
   body,
   captureLogs,
+  logReasons,
+  structuredEnv,
   expectInvalidToken,
   gatewayEnv,
   makeKey,
@@ -24,16 +26,6 @@ const now = () => Math.floor(Date.now() / 1000)
 /** A token with exactly this header and payload, signed with `key`. */
 function sign(key: TestKey, header: Record<string, unknown>, payload: Record<string, unknown>) {
   return signRaw({ alg: key.alg, kid: key.kid, ...header }, payload, key.privateKey as CryptoKey)
-}
-
-async function reasonsOf(run: () => Promise<void>): Promise<(string | undefined)[]> {
-  const logs = captureLogs()
-  try {
-    await run()
-  } finally {
-    logs.restore()
-  }
-  return logs.lines.filter((l) => l.event === 'request').map((l) => l.reason)
 }
 
 function guid(): string {
@@ -96,7 +88,7 @@ describe('Microsoft Entra ID: large tokens', () => {
     const key = await makeKey('RS256')
     await stub.publish(key)
     const big = await sign(key, {}, entraV2Claims({ groups: Array.from({ length: 200 }, guid) }))
-    const got = await reasonsOf(async () => {
+    const got = await logReasons(async () => {
       await expectInvalidToken(
         await send(entraEnv(stub, { MAX_TOKEN_BYTES: '8192' }), '/x', bearer(big)),
       )
@@ -243,7 +235,7 @@ describe('Microsoft Entra ID: multi-tenant issuer template', () => {
       entraV2Claims({ iss: `https://evil.example/${A}/v2.0`, tid: A }),
       entraV2Claims({ iss: TEMPLATE, tid: '{tenantid}' }),
     ]
-    const reasons = await reasonsOf(async () => {
+    const reasons = await logReasons(async () => {
       for (const c of bad)
         await expectInvalidToken(await send(gw, '/x', bearer(await sign(key, {}, c))))
     })
@@ -256,22 +248,16 @@ describe('Microsoft Entra ID: multi-tenant issuer template', () => {
     const gw = entraEnv(stub, { JWT_ISSUER: TEMPLATE, JWT_TENANTS: A })
     expect((await send(gw, '/x', bearer(await sign(key, {}, claimsOf(A, A))))).status).toBe(200)
     await expectInvalidToken(await send(gw, '/x', bearer(await sign(key, {}, claimsOf(B, B)))))
-    const structured = gatewayEnv(stub, {
-      ORIGIN_URL: undefined,
-      JWT_ISSUER: undefined,
-      JWT_AUDIENCE: undefined,
-      JWKS_URL: undefined,
-      GATEWAY: {
-        issuers: [
-          {
-            issuer: TEMPLATE,
-            tenants: [B],
-            jwksUrl: stub.jwksUrl,
-            audiences: [ENTRA_API_CLIENT_ID],
-          },
-        ],
-        routes: [{ path: '/', origin: stub.originUrl }],
-      },
+    const structured = structuredEnv(stub, {
+      issuers: [
+        {
+          issuer: TEMPLATE,
+          tenants: [B],
+          jwksUrl: stub.jwksUrl,
+          audiences: [ENTRA_API_CLIENT_ID],
+        },
+      ],
+      routes: [{ path: '/', origin: stub.originUrl }],
     })
     expect((await send(structured, '/x', bearer(await sign(key, {}, claimsOf(B, B))))).status).toBe(
       200,
@@ -400,7 +386,7 @@ describe('AWS Cognito, Okta, Auth0, Keycloak, GitHub Actions, Firebase', () => {
       audiences: ['api://default'],
       types: ['at+jwt'],
     })
-    const reasons = await reasonsOf(async () => {
+    const reasons = await logReasons(async () => {
       await expectInvalidToken(await send(strict, '/x', bearer(await sign(key, {}, claims))))
     })
     expect(reasons).toEqual(['bad_typ'])
@@ -460,7 +446,7 @@ describe('AWS Cognito, Okta, Auth0, Keycloak, GitHub Actions, Firebase', () => {
         )
       ).status,
     ).toBe(200)
-    const reasons = await reasonsOf(async () => {
+    const reasons = await logReasons(async () => {
       await expectInvalidToken(
         await send(gw, '/x', bearer(await sign(key, { typ: 'JWT' }, { ...base, aud: 'account' }))),
       )
@@ -564,14 +550,8 @@ function structuredEnvFor(
   issuer: Record<string, unknown>,
   route: Record<string, unknown> = {},
 ) {
-  return gatewayEnv(stub, {
-    ORIGIN_URL: undefined,
-    JWT_ISSUER: undefined,
-    JWT_AUDIENCE: undefined,
-    JWKS_URL: undefined,
-    GATEWAY: {
-      issuers: [{ jwksUrl: stub.jwksUrl, ...issuer }],
-      routes: [{ path: '/', origin: stub.originUrl, ...route }],
-    },
+  return structuredEnv(stub, {
+    issuers: [{ jwksUrl: stub.jwksUrl, ...issuer }],
+    routes: [{ path: '/', origin: stub.originUrl, ...route }],
   })
 }

@@ -7,7 +7,17 @@
 import { env } from 'cloudflare:test'
 import * as client from 'openid-client'
 import { describe, expect, it } from 'vitest'
-import { bearer, body, captureLogs, gatewayEnv, send, sleep, Stub } from '../helpers'
+import {
+  bearer,
+  body,
+  captureLogs,
+  gatewayEnv,
+  logReasons,
+  send,
+  sleep,
+  structuredEnv,
+  Stub,
+} from '../helpers'
 
 const OIDC_URL = (env as unknown as { OIDC_URL: string }).OIDC_URL
 // As in test/node/oidc-setup.ts.
@@ -69,15 +79,9 @@ describe('a real OpenID Provider (oidc-provider) and a real client (openid-clien
 
   it('route scopes are read from the scope claim the provider grants', async () => {
     const stub = new Stub()
-    const gw = gatewayEnv(stub, {
-      ORIGIN_URL: undefined,
-      JWT_ISSUER: undefined,
-      JWT_AUDIENCE: undefined,
-      JWKS_URL: undefined,
-      GATEWAY: {
-        issuers: [{ issuer: OIDC_URL, audiences: [RESOURCE.ES256], types: ['at+jwt'] }],
-        routes: [{ path: '/', origin: stub.originUrl, scopes: ['write'] }],
-      },
+    const gw = structuredEnv(stub, {
+      issuers: [{ issuer: OIDC_URL, audiences: [RESOURCE.ES256], types: ['at+jwt'] }],
+      routes: [{ path: '/', origin: stub.originUrl, scopes: ['write'] }],
     })
     const config = await oidcClient()
     const read = await accessToken(config, RESOURCE.ES256, 'read')
@@ -90,15 +94,11 @@ describe('a real OpenID Provider (oidc-provider) and a real client (openid-clien
     const stub = new Stub()
     const gw = gateway(stub, { JWT_AUDIENCE: RESOURCE.RS256 })
     const config = await oidcClient()
-    const logs = captureLogs()
-    try {
-      expect((await send(gw, '/x', bearer(await accessToken(config, RESOURCE.ES256)))).status).toBe(
-        401,
-      )
-    } finally {
-      logs.restore()
-    }
-    expect(logs.lines.find((l) => l.event === 'request')?.reason).toBe('bad_audience')
+    const token = await accessToken(config, RESOURCE.ES256)
+    const reasons = await logReasons(async () => {
+      expect((await send(gw, '/x', bearer(token))).status).toBe(401)
+    })
+    expect(reasons).toEqual(['bad_audience'])
     expect((await stub.calls()).origin).toHaveLength(0)
   })
 

@@ -18,7 +18,14 @@ import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
-import { AUDIENCE, ISSUER, prepareTokens, signJwt } from './tokens.mjs'
+import {
+  AUDIENCE,
+  ISSUER,
+  prepareTokens,
+  signJwt,
+  introspectionVars,
+  OPAQUE_TOKEN,
+} from './tokens.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '../..')
@@ -78,7 +85,6 @@ const introspectText = JSON.stringify({
   token_type: 'Bearer',
 })
 /** The opaque scenario's token: introspected once, then answered from the cache. */
-const OPAQUE_TOKEN = 'bench_opaque_token_0123456789abcdefghijklmnopqrstuvwxyz'
 let introspections = 0
 globalThis.fetch = async (input) => {
   const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
@@ -146,24 +152,7 @@ workers.dr = {
 workers.do = {
   label: '(d) + introspection',
   handler: (await import(`${pathToFileURL(join(OUT, 'inproc', 'd.mjs')).href}?opaque`)).default,
-  env: {
-    GATEWAY: JSON.stringify({
-      issuers: [
-        {
-          issuer: ISSUER,
-          audiences: [AUDIENCE],
-          jwksUrl: `${ORIGIN}/jwks`,
-          introspection: {
-            endpoint: `${ORIGIN}/introspect`,
-            clientId: 'bench-gateway',
-            clientSecret: 'INTROSPECTION_SECRET',
-          },
-        },
-      ],
-      routes: [{ path: '/', origin: ORIGIN }],
-    }),
-    INTROSPECTION_SECRET: 'bench-introspection-secret-0123456789',
-  },
+  env: introspectionVars(ORIGIN),
 }
 
 const pending = []

@@ -22,7 +22,14 @@ import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
 import { autocannonVersion, runLoad, wrkVersion } from './loadgen.mjs'
 import { moduleMap, profileDuring, profileMarkdown, summarise } from './profile.mjs'
-import { ALGORITHMS, AUDIENCE, ISSUER, prepareTokens } from './tokens.mjs'
+import {
+  ALGORITHMS,
+  AUDIENCE,
+  ISSUER,
+  prepareTokens,
+  introspectionVars,
+  OPAQUE_TOKEN,
+} from './tokens.mjs'
 import { DPOP_PUBLIC_BASE, dpopClient, dpopToken, writeProofs } from './dpop.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -104,7 +111,6 @@ const CLK_TCK = 100
 const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef0123456789'
 const REQUEST_PATH = '/bench/orders?page=1'
 /** The opaque scenario's token (RFC 6750 b64token, not JWS-shaped), introspected once, then cached. */
-const OPAQUE_TOKEN = 'bench_opaque_token_0123456789abcdefghijklmnopqrstuvwxyz'
 
 /** The command line as typed, for the reports. */
 const COMMAND = ['npm run bench', ...(process.argv.length > 2 ? ['--'] : [])]
@@ -275,8 +281,6 @@ async function bundle(w) {
     // Durable Object classes import cloudflare:workers, which workerd provides.
     external: ['cloudflare:*'],
     keepNames: w.name.startsWith('gateway') ? GATEWAY_KEEP_NAMES : true,
-    // The runtime's own modules (the Durable Object base class), as wrangler leaves them.
-    external: ['cloudflare:*'],
     logLevel: 'silent',
   })
   const bytes = readFileSync(outfile)
@@ -529,24 +533,7 @@ const gatewayVars = {
   JWKS_URL: `${ORIGIN}/jwks`,
 }
 /** (d) + introspection: the same issuer and origin in structured mode, opaque tokens introspected. */
-const opaqueVars = {
-  GATEWAY: JSON.stringify({
-    issuers: [
-      {
-        issuer: ISSUER,
-        audiences: [AUDIENCE],
-        jwksUrl: `${ORIGIN}/jwks`,
-        introspection: {
-          endpoint: `${ORIGIN}/introspect`,
-          clientId: 'bench-gateway',
-          clientSecret: 'INTROSPECTION_SECRET',
-        },
-      },
-    ],
-    routes: [{ path: '/', origin: ORIGIN }],
-  }),
-  INTROSPECTION_SECRET: 'bench-introspection-secret-0123456789',
-}
+const opaqueVars = introspectionVars(ORIGIN)
 /** The DPoP workers: proofs name the public URL, and may be minted up to 5 minutes before use. */
 const dpopVars = {
   ...gatewayVars,

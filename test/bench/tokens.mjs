@@ -17,6 +17,34 @@ export const ALGORITHMS = /** @type {const} */ (['RS256', 'ES256', 'EdDSA'])
 
 export const ISSUER = 'https://issuer.bench.test'
 export const AUDIENCE = 'api://bench'
+
+/** The opaque scenario's token (RFC 6750 b64token, not JWS-shaped), introspected once, then cached. */
+export const OPAQUE_TOKEN = 'bench_opaque_token_0123456789abcdefghijklmnopqrstuvwxyz'
+
+/**
+ * The gateway's vars for the opaque scenario: the bench issuer in structured mode, introspecting
+ * at `${origin}/introspect` (origin.mjs answers it). @param {string} origin
+ */
+export function introspectionVars(origin) {
+  return {
+    GATEWAY: JSON.stringify({
+      issuers: [
+        {
+          issuer: ISSUER,
+          audiences: [AUDIENCE],
+          jwksUrl: `${origin}/jwks`,
+          introspection: {
+            endpoint: `${origin}/introspect`,
+            clientId: 'bench-gateway',
+            clientSecret: 'INTROSPECTION_SECRET',
+          },
+        },
+      ],
+      routes: [{ path: '/', origin }],
+    }),
+    INTROSPECTION_SECRET: 'bench-introspection-secret-0123456789',
+  }
+}
 /** Tokens live a week; a cache with less than a day left is re-minted. */
 export const TOKEN_LIFETIME_S = 7 * 86_400
 export const MIN_REMAINING_S = 86_400

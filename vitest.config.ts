@@ -1,6 +1,10 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin'
 import { defineConfig } from 'vitest/config'
-import { LOG_HOST, revocationLogWorkers } from './test/fixtures/revocation-log-workers.ts'
+import {
+  IMPORT_KV_ID,
+  LOG_HOST,
+  revocationLogWorkers,
+} from './test/fixtures/revocation-log-workers.ts'
 
 export default defineConfig({
   plugins: [
@@ -31,6 +35,7 @@ export default defineConfig({
           // The DPoP replay store (exported by src/index.ts); tests opt in as DPOP_REPLAY.
           TEST_DPOP_REPLAY: 'DpopReplayStore',
         },
+        kvNamespaces: { TEST_IMPORT_KV: IMPORT_KV_ID },
         workers: [
           {
             name: 'echo-service',

@@ -4,8 +4,12 @@
  * namespace binding and the Cache API it is given; no clock.
  *
  * Fan-out: a change set is cached in the location's Cache API under (object, epoch, version) for
- * LOG_CACHE_TTL_S, so the isolates of one location that hold the same version share one object
- * read per interval instead of making one each. Cache failures fall through to the object.
+ * the sync interval, so the isolates of one location that hold the same version share one object
+ * read per interval instead of making one each. Without more, every isolate whose sync lands while
+ * the first one is still asking the object (its round trip) would miss too; so the first leaves a
+ * lease entry, and the others wait a little for its answer in the cache (LOG_LEASE_WAIT_MS, in the
+ * background: no request waits) before asking the object themselves. Cache failures fall through to
+ * the object.
  */
 import type { RevocationLog } from './log-object'
 import type {
@@ -20,6 +24,9 @@ import type {
 
 /** The one log every isolate of the deployment talks to (a single object: see docs on sharding). */
 export const LOG_OBJECT_NAME = 'revocations'
+/** How often, and how many times, an isolate that found a lease looks for its holder's answer. */
+export const LOG_LEASE_POLL_MS = 25
+export const LOG_LEASE_POLLS = 12
 /** Host of the synthetic cache keys; never resolved, never fetched. */
 const CACHE_KEY_BASE = 'https://revocation-log.gateway.internal'
 
@@ -31,12 +38,15 @@ export class LogStore<R extends StoredRecord> implements RevocationStore<R>, Cha
    * @param cache the location's cache (`caches.default`), or null to read the object every time
    * @param cacheTtlS how long a change set is shared, whole seconds (the Cache API's unit)
    * @param name the object's name (tests use one per test; deployments the default)
+   * @param wait how a lease's waiter waits (tests pass their own)
    */
   constructor(
     private readonly ns: DurableObjectNamespace<RevocationLog>,
     private readonly cache: Cache | null,
     private readonly cacheTtlS: number,
     name = LOG_OBJECT_NAME,
+    private readonly wait: (ms: number) => Promise<void> = (ms) =>
+      new Promise((resolve) => setTimeout(resolve, ms)),
   ) {
     this.objectId = ns.idFromName(name)
   }
@@ -65,7 +75,7 @@ export class LogStore<R extends StoredRecord> implements RevocationStore<R>, Cha
   async changes(from: LogPosition | null): Promise<ChangeSet<R>> {
     const at = from === null ? 'full' : `${from.epoch}/${from.version}`
     const key = `${CACHE_KEY_BASE}/${this.objectId.toString()}/${at}`
-    const cached = await this.cached(key)
+    const cached = (await this.cached(key)) ?? (await this.leased(key))
     if (cached !== null) return cached
     const set = (await this.object().changes(
       from?.epoch ?? null,
@@ -82,6 +92,32 @@ export class LogStore<R extends StoredRecord> implements RevocationStore<R>, Cha
       await this.cache.put(key, res).catch(() => undefined)
     }
     return set
+  }
+
+  /**
+   * When another isolate of this location holds the lease for `key`, its answer from the cache
+   * once it lands (or null after LOG_LEASE_POLLS tries); else takes the lease and returns null.
+   */
+  private async leased(key: string): Promise<ChangeSet<R> | null> {
+    if (this.cache === null) return null
+    const lease = `${key}/lease`
+    try {
+      if ((await this.cache.match(lease)) === undefined) {
+        const marker = new Response('', {
+          headers: { 'cache-control': `public, max-age=${this.cacheTtlS}` },
+        })
+        await this.cache.put(lease, marker)
+        return null
+      }
+    } catch {
+      return null
+    }
+    for (let i = 0; i < LOG_LEASE_POLLS; i++) {
+      await this.wait(LOG_LEASE_POLL_MS)
+      const hit = await this.cached(key)
+      if (hit !== null) return hit
+    }
+    return null
   }
 
   private async cached(key: string): Promise<ChangeSet<R> | null> {

@@ -155,6 +155,29 @@ workers.do = {
   env: introspectionVars(ORIGIN),
 }
 
+// The same bundle with the REVOCATION_LOG Durable Object bound, to price the request path of log
+// mode against the KV snapshot: an in-memory stand-in for the object (an empty, unchanging log).
+// Without a Cache API in Node, every sync (at most one per REVOCATION_SYNC_MS) asks it directly.
+const emptyLog = {
+  idFromName: () => ({ toString: () => 'bench-log' }),
+  get: () => ({
+    changes: async (epoch) => ({
+      epoch: 'bench',
+      version: 0,
+      since: epoch === null ? null : 0,
+      upserts: [],
+      deletes: [],
+      changedAtMs: null,
+      servedAtMs: Date.now(),
+    }),
+  }),
+}
+workers.dl = {
+  label: '(d) + revocation log (DO)',
+  handler: (await import(`${pathToFileURL(join(OUT, 'inproc', 'd.mjs')).href}?log`)).default,
+  env: { ...vars, REVOCATION_LOG: emptyLog, ADMIN_TOKEN },
+}
+
 const pending = []
 const ctx = {
   waitUntil: (/** @type {Promise<unknown>} */ p) => pending.push(p.catch(() => {})),
@@ -245,9 +268,11 @@ const plan = [
   ['dr', 'repeated'],
   ['do', 'repeated'],
   ['do', 'opaque'],
+  ['dl', 'repeated'],
   ['b', 'unique'],
   ['d', 'unique'],
   ['dr', 'unique'],
+  ['dl', 'unique'],
 ]
 // --only "d unique": one cell, e.g. under `node --cpu-prof`.
 if (opt.only) plan.splice(0, plan.length, /** @type {[string, string]} */ (opt.only.split(' ')))

@@ -246,6 +246,13 @@ const WORKERS = [
           label: '(d) LOG_REQUESTS=refused',
           entry: resolve(root, opt.gateway),
         },
+        // The same bundle with the REVOCATION_LOG Durable Object instead of KV (docs/revocation.md).
+        {
+          id: 'dg',
+          name: 'gateway-revocation-log',
+          label: '(d) + revocation log (DO)',
+          entry: resolve(root, opt.gateway),
+        },
       ]),
   // --profile only: the gateway with console.log silenced, to price its per-request log line.
   ...(opt.profile
@@ -495,11 +502,14 @@ if (opt.profile) {
     `import './silence-console.mjs'\nexport { default } from ${JSON.stringify(byId.d.entry)}\n`,
   )
 }
-for (const w of WORKERS.filter((w) => w.id !== 'dr' && w.id !== 'dl' && w.id !== 'do'))
+for (const w of WORKERS.filter(
+  (w) => w.id !== 'dr' && w.id !== 'dl' && w.id !== 'do' && w.id !== 'dg',
+))
   bundles[w.id] = await bundle(w)
 bundles.dr = bundles.d
 bundles.dl = bundles.d
 bundles.do = bundles.d
+bundles.dg = bundles.d
 
 say('measuring bundle size (wrangler deploy --dry-run) and module evaluation time')
 const wrangler = opt.profile ? null : wranglerSize(byId.d.entry)
@@ -568,7 +578,7 @@ const mf = new Miniflare(
       bindings:
         w.id === 'a'
           ? { ORIGIN_URL: ORIGIN }
-          : w.id === 'dr'
+          : w.id === 'dr' || w.id === 'dg'
             ? { ...gatewayVars, ADMIN_TOKEN }
             : w.id === 'dl'
               ? { ...gatewayVars, LOG_REQUESTS: 'refused' }
@@ -578,7 +588,12 @@ const mf = new Miniflare(
                   ? dpopVars
                   : gatewayVars,
       kvNamespaces: w.id === 'dr' ? { REVOCATIONS: 'bench-revocations' } : undefined,
-      durableObjects: w.id === 'dpr' ? { DPOP_REPLAY: 'DpopReplayStore' } : undefined,
+      durableObjects:
+        w.id === 'dpr'
+          ? { DPOP_REPLAY: 'DpopReplayStore' }
+          : w.id === 'dg'
+            ? { REVOCATION_LOG: { className: 'RevocationLog', useSQLite: true } }
+            : undefined,
       unsafeDirectSockets: [{ host: '127.0.0.1', port: ports[w.id] }],
     })),
   }),
@@ -644,6 +659,16 @@ try {
       body: JSON.stringify({ jti: tokens.revoked[alg].jti }),
     })
     await res.arrayBuffer()
+    // The revocation log worker gets the same record through its own admin API.
+    if (url.dg) {
+      const logged = await fetch(new URL('/_gateway/revocations', url.dg), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ jti: tokens.revoked[alg].jti }),
+      })
+      await logged.arrayBuffer()
+      if (logged.status >= 300) throw new Error(`revocation log admin API: ${logged.status}`)
+    }
     const after = await get(url.dr, tokens.revoked[alg].token)
     revocation[alg] =
       res.status >= 300
@@ -679,10 +704,10 @@ try {
 
   /** Which workers run which scenario. `a` runs once per alg block, as the baseline. */
   const plan = {
-    repeated: ['b', 'c', 'd', 'dr', 'dl', 'e'],
-    unique: ['b', 'c', 'd', 'dr', 'dl'],
+    repeated: ['b', 'c', 'd', 'dr', 'dl', 'e', ...(byId.dg ? ['dg'] : [])],
+    unique: ['b', 'c', 'd', 'dr', 'dl', ...(byId.dg ? ['dg'] : [])],
     invalid: ['b', 'c', 'd'],
-    revoked: revocationOn ? ['dr'] : [],
+    revoked: revocationOn ? ['dr', ...(byId.dg ? ['dg'] : [])] : [],
     opaque: ['do'],
     // ES256 block only: the token is ES256 whatever the block, and so is the proof.
     dpop: ['dp', 'dpr'],

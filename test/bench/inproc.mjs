@@ -12,7 +12,6 @@
  *
  * Node 22+ (run through `npm exec -- node` or the pinned node in node_modules/.bin).
  */
-import { createRequire } from 'node:module'
 import { mkdirSync } from 'node:fs'
 import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -26,6 +25,7 @@ import {
   introspectionVars,
   OPAQUE_TOKEN,
 } from './tokens.mjs'
+import { esbuildOfWrangler, WORKER_BUILD_OPTIONS } from './esbuild.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '../..')
@@ -43,25 +43,17 @@ const REQUESTS = Number(opt.requests)
 const ROUNDS = Number(opt.rounds)
 const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef0123456789'
 
-const requireFromRoot = createRequire(join(root, 'package.json'))
-const requireFromWrangler = createRequire(requireFromRoot.resolve('wrangler/package.json'))
-const esbuild = await import(pathToFileURL(requireFromWrangler.resolve('esbuild')).href)
+const esbuild = await esbuildOfWrangler(root)
 
 async function bundle(name, entry) {
   const outfile = join(OUT, 'inproc', `${name}.mjs`)
   await esbuild.build({
+    ...WORKER_BUILD_OPTIONS,
     entryPoints: [entry],
     outfile,
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    target: 'es2022',
-    conditions: ['workerd', 'worker', 'browser'],
-    mainFields: ['module', 'main'],
     keepNames: false,
     // Node has no cloudflare:workers; the Durable Object classes need only a base class to load.
     alias: { 'cloudflare:workers': join(here, 'workers/cloudflare-workers-shim.mjs') },
-    logLevel: 'silent',
   })
   return (await import(pathToFileURL(outfile).href)).default
 }

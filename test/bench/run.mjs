@@ -30,6 +30,7 @@ import {
   introspectionVars,
   OPAQUE_TOKEN,
 } from './tokens.mjs'
+import { esbuildOfWrangler, WORKER_BUILD_OPTIONS } from './esbuild.mjs'
 import { DPOP_PUBLIC_BASE, dpopClient, dpopToken, writeProofs } from './dpop.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -129,7 +130,7 @@ const requireFromMiniflare = createRequire(miniflarePath)
 const { Miniflare, convertV4MiniflareOptions, Log, LogLevel } = await import(
   pathToFileURL(miniflarePath).href
 )
-const esbuild = await import(pathToFileURL(requireFromWrangler.resolve('esbuild')).href)
+const esbuild = await esbuildOfWrangler(root)
 
 const pkgVersion = (/** @type {NodeJS.Require} */ req, /** @type {string} */ name) => {
   try {
@@ -277,18 +278,12 @@ const GATEWAY_KEEP_NAMES = !/^keep_names\s*=\s*false/m.test(
 async function bundle(w) {
   const outfile = join(OUT, 'build', `${w.name}.js`)
   await esbuild.build({
+    ...WORKER_BUILD_OPTIONS,
     entryPoints: [w.entry],
     outfile,
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    target: 'es2022',
-    conditions: ['workerd', 'worker', 'browser'],
-    mainFields: ['module', 'main'],
     // Durable Object classes import cloudflare:workers, which workerd provides.
     external: ['cloudflare:*'],
     keepNames: w.name.startsWith('gateway') ? GATEWAY_KEEP_NAMES : true,
-    logLevel: 'silent',
   })
   const bytes = readFileSync(outfile)
   return { file: outfile, bytes: bytes.length, gzipBytes: gzipSync(bytes, { level: 9 }).length }
